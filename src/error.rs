@@ -1,0 +1,29 @@
+//! The crate error: one variant per module error, converted with `?`.
+
+use thiserror::Error;
+
+/// Any error covlab's library functions return.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A schedule or grid could not be built.
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
+    /// A mixture was invalid.
+    #[error(transparent)]
+    Mixture(#[from] crate::mixture::MixtureError),
+    /// A covariance family name or parameter was invalid.
+    #[error(transparent)]
+    Covariance(#[from] crate::covariance::CovarianceError),
+    /// A path-KL computation failed.
+    #[error(transparent)]
+    PathKl(#[from] crate::path_kl::PathKlError),
+    //TMP-R
+    /// A preset or mixture file could not be loaded.
+    #[error(transparent)]
+    Preset(#[from] crate::presets::PresetError),
+    //TMP-P
+}
+
+/// `Result` with the crate [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,753 @@
+//! The exact path KL between the true reverse chain of a Gaussian-mixture forward
+//! process and Gaussian model chains N(m(x_t), Sigma_fam(x_t)) (DESIGN section 4).
+//!
+//! # Formula
+//! ```text
+//! KL(q(x_{0:T}) || p(x_{0:T})) = KL(q_{t_T} || N(0, I)) + S_fam(T),
+//! S_fam(T) = sum_steps E_{q_t}[KL(q(x_s | x_t) || N(m, Sigma_fam))] = S_full(T) + G_fam(T),
+//! G_fam(T) = sum_steps E_{q_t}[KL(N(m, C) || N(m, Sigma_fam))]          (closed form per x_t)
+//! ```
+//! **Route A** (telescoping): E_{q_t}[H(q(x_s|x_t))] = H(q_s) + (D/2) ln(2 pi e b) - H(q_t), so
+//! ```text
+//! S_full(T) = sum_steps E_{q_t}[(1/2) sum_i ln(1 + b mu_i(x_t))] + (D/2) ln(abar_{t_0} / abar_{t_T})
+//!             + H(q_{t_T}) - H(q_{t_0}),
+//! ```
+//! with mu_i the eigenvalues of the Hessian of ln q_t (C = (b/a^2)(I + b H)). The sum is O(1)
+//! and the result O(1/T^2): the expectations must be accurate to ~1e-12 absolute, which the
+//! spectrally convergent lattice rule delivers in D <= 3.
+//!
+//! **Route B** (direct): for each x_t the inner KL(q(.|x_t) || N(m, C)) is computed by a
+//! tensor Gauss-Hermite rule under N(m, C) as E_N[phi(ln rho)], rho = q(y|x_t)/N(y; m, C),
+//! phi(l) = e^l l - e^l + 1 >= 0 (no cancellation), with q(y|x_t) by the conditioning route.
+//!
+//! Every expectation over q_t is taken with a rule that carries its own error estimate
+//! ([`crate::quadrature`]): nested lattices in D <= 3, randomised QMC beyond. All T values
+//! of a sweep share the expectations at common grid times (nested grids), and times are
+//! processed in parallel with results combined in a fixed order (identical for any
+//! thread count).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::covariance::{
+    diag_offset, half_ln_det_i_plus_bh, iso_offset, sym_eigenvalues, BetaTildeRemedy, Family,
+    IsoScale,
+};
+use crate::mixture::{Mixture, MixtureError, Workspace};
+use crate::numeric::{rho_ln_rho_minus, NeumaierSum};
+use crate::posterior::ReverseKernel;
+use crate::quadrature::{
+    gauss_hermite_tensor, lattice, qmc, Cubature, ErrorModel, Estimate, LatticeParams, QmcParams,
+};
+use crate::schedule::{Grid, Schedule, ScheduleError, Step};
+
+/// Relative round-off floor added to every error estimate: 16 eps times the sum of the
+/// absolute values of the terms that were added.
+pub const ROUNDOFF_FLOOR: f64 = 16.0 * f64::EPSILON;
+
+/// Errors of the path-KL computation.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PathKlError {
+    /// No T values were given.
+    #[error("`steps`: give at least one T value")]
+    NoSteps,
+    /// A schedule error.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    /// A mixture error.
+    #[error(transparent)]
+    Mixture(#[from] MixtureError),
+    /// The lattice would be too large.
+    #[error("quadrature: the lattice for t index {time} would exceed {max_nodes} nodes; use the QMC rule")]
+    LatticeTooLarge {
+        /// The time (ln abar) where it happened.
+        time: f64,
+        /// The node limit.
+        max_nodes: usize,
+    },
+    /// Route B is only offered in low dimension.
+    #[error("route b needs D <= 3 (tensor Gauss-Hermite inner rule); the data have D = {dim}")]
+    RouteBDimension {
+        /// The data dimension.
+        dim: usize,
+    },
+    /// The clip remedy needs a second step.
+    #[error("beta-tilde with the `clip` remedy needs T >= 2 (the last step borrows the next step's variance)")]
+    ClipNeedsTwoSteps,
+    /// The beta-tilde last step is degenerate and no remedy applies.
+    #[error("beta-tilde's last step is degenerate (abar_{{t_0}} = 1): choose the `clip` remedy or `early_stop` > 0")]
+    DegenerateLastStep,
+    /// A model covariance was not positive (should not happen for valid data).
+    #[error("family `{family}`: covariance not positive at a quadrature node (t = {time})")]
+    NonPositiveCovariance {
+        /// The family.
+        family: &'static str,
+        /// The time.
+        time: f64,
+    },
+}
+
+/// Which route computes S_full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Route {
+    /// Telescoping entropies (fast; needs accurate expectations).
+    A,
+    /// Direct inner quadrature of each reverse-kernel KL (independent, slower).
+    B,
+}
+
+/// Which cubature rule to use over q_t.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleChoice {
+    /// Lattice for D <= 2, QMC otherwise.
+    Auto,
+    /// Nested trapezoid lattice (D <= 3).
+    Lattice,
+    /// Randomised QMC.
+    Qmc,
+}
+
+/// Parameters of a path-KL sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathKlParams {
+    /// Families to report.
+    pub families: Vec<Family>,
+    /// Route for S_full.
+    pub route: Route,
+    /// Remedy for beta-tilde's degenerate last step.
+    pub remedy: BetaTildeRemedy,
+    /// Early stop delta (the grid starts at t_0 = delta), 0 for none.
+    pub early_stop: f64,
+    /// Rule choice.
+    pub rule: RuleChoice,
+    /// Lattice parameters.
+    pub lattice: LatticeParams,
+    /// QMC parameters.
+    pub qmc: QmcParams,
+    /// Inner Gauss-Hermite orders per dimension for route B (the second is the reported one).
+    pub gh_orders: [usize; 2],
+}
+
+impl Default for PathKlParams {
+    fn default() -> Self {
+        Self {
+            families: Family::ALL.to_vec(),
+            route: Route::A,
+            remedy: BetaTildeRemedy::Clip,
+            early_stop: 0.0,
+            rule: RuleChoice::Auto,
+            lattice: LatticeParams::default(),
+            qmc: QmcParams::default(),
+            gh_orders: [8, 12],
+        }
+    }
+}
+
+/// One result: S_fam(T) with its error estimate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FamilyRow {
+    /// The family.
+    pub family: Family,
+    /// T.
+    pub steps: usize,
+    /// S_fam(T).
+    pub s: Estimate,
+}
+
+/// The result of a sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathKlReport {
+    /// Data dimension.
+    pub dim: usize,
+    /// KL(q_{t_T} || N(0, I)).
+    pub terminal_kl: Estimate,
+    /// H(q_{t_0}).
+    pub entropy_start: Estimate,
+    /// H(q_{t_T}).
+    pub entropy_end: Estimate,
+    /// One row per family and T (families in the requested order, T ascending).
+    pub rows: Vec<FamilyRow>,
+    /// Route used for S_full.
+    pub route: Route,
+    /// Rule used ("lattice" or "qmc") and its error model.
+    pub rule: String,
+    /// What happened at beta-tilde's last step: "clipped", "early-stop", "not-degenerate" or "not-requested".
+    pub beta_tilde_last_step: String,
+}
+
+impl PathKlReport {
+    /// The row for a family and T.
+    #[must_use]
+    pub fn get(&self, family: Family, steps: usize) -> Option<&FamilyRow> {
+        self.rows
+            .iter()
+            .find(|r| r.family == family && r.steps == steps)
+    }
+}
+
+/// One step (s, t) of one grid, attached to the time t it ends at.
+#[derive(Clone, Debug)]
+struct Use {
+    grid: usize,
+    step: Step,
+    /// beta-tilde's isotropic scale (clipped if degenerate); None if not requested.
+    beta_tilde: Option<IsoScale>,
+}
+
+#[derive(Clone, Debug)]
+struct Task {
+    ln_abar: f64,
+    uses: Vec<Use>,
+    entropy: bool,
+}
+
+#[derive(Clone, Debug)]
+struct UseResult {
+    grid: usize,
+    /// Route A: E[(1/2) sum ln(1 + b mu)]; route B: E[inner KL]; per slot.
+    full: Vec<f64>,
+    /// Sum of |terms| for the round-off floor.
+    full_abs: f64,
+    /// Route B inner-rule error estimate (|order 2 - order 1|, fine slot).
+    inner_err: f64,
+    /// Per requested family (in params order), per slot.
+    offsets: Vec<Vec<f64>>,
+}
+
+#[derive(Clone, Debug)]
+struct TaskResult {
+    ln_abar: f64,
+    entropy: Option<Vec<f64>>,
+    uses: Vec<UseResult>,
+}
+
+/// Per-node values at one time.
+struct Nodes {
+    slots: usize,
+    w: Vec<f64>,
+    x: Vec<f64>,
+    lnq: Vec<f64>,
+    mu: Vec<f64>,
+    h: Vec<f64>,
+    resp: Vec<f64>,
+}
+
+fn build_rule(q: &Mixture, params: &PathKlParams, ln_abar: f64) -> Result<Cubature, PathKlError> {
+    let use_lattice = match params.rule {
+        RuleChoice::Auto => q.dim() <= 2,
+        RuleChoice::Lattice => true,
+        RuleChoice::Qmc => false,
+    };
+    if use_lattice {
+        lattice(q, &params.lattice).ok_or(PathKlError::LatticeTooLarge {
+            time: ln_abar,
+            max_nodes: params.lattice.max_nodes,
+        })
+    } else {
+        Ok(qmc(q, &params.qmc))
+    }
+}
+
+/// Evaluates ln q, the Hessian eigenvalues and entries at the nodes that carry mass.
+fn eval_nodes(q: &Mixture, rule: &Cubature, keep_resp: bool) -> Nodes {
+    let d = q.dim();
+    let k = q.len();
+    let n = rule.len();
+    let mut ws = Workspace::new(d, k);
+    let mut terms = vec![0.0; k];
+    let mut scratch = vec![0.0; 2 * d];
+    // Pass 1 (density-weighted rules): ln q everywhere, to prune nodes without mass.
+    let mut keep: Vec<bool> = vec![true; n];
+    if rule.density_weighted {
+        let lnq: Vec<f64> = (0..n)
+            .map(|i| {
+                q.component_ln_terms_unchecked(rule.point(i), &mut terms, &mut scratch);
+                crate::numeric::log_sum_exp(&terms)
+            })
+            .collect();
+        let max = lnq.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        for i in 0..n {
+            keep[i] = lnq[i] > max - 60.0;
+        }
+    }
+    let slots = rule.slots;
+    let mut out = Nodes {
+        slots,
+        w: Vec::new(),
+        x: Vec::new(),
+        lnq: Vec::new(),
+        mu: Vec::new(),
+        h: Vec::new(),
+        resp: Vec::new(),
+    };
+    for i in 0..n {
+        if !keep[i] {
+            continue;
+        }
+        let x = rule.point(i);
+        let lnq = q.geometry_unchecked(x, &mut ws);
+        let scale = if rule.density_weighted {
+            lnq.exp()
+        } else {
+            1.0
+        };
+        out.w.extend(
+            rule.weights[i * slots..(i + 1) * slots]
+                .iter()
+                .map(|w| w * scale),
+        );
+        out.x.extend_from_slice(x);
+        out.lnq.push(lnq);
+        out.mu.extend(sym_eigenvalues(&ws.hessian, d));
+        out.h.extend_from_slice(&ws.hessian);
+        if keep_resp {
+            out.resp.extend_from_slice(&ws.resp);
+        }
+    }
+    out
+}
+
+impl Nodes {
+    fn len(&self) -> usize {
+        self.lnq.len()
+    }
+
+    /// Per-slot sums of w_i f(i), compensated.
+    fn expect(&self, mut f: impl FnMut(usize) -> f64) -> (Vec<f64>, f64) {
+        let mut sums = vec![NeumaierSum::new(); self.slots];
+        let mut abs = 0.0;
+        for i in 0..self.len() {
+            let v = f(i);
+            for (r, s) in sums.iter_mut().enumerate() {
+                let w = self.w[i * self.slots + r];
+                if w != 0.0 {
+                    s.add(w * v);
+                }
+            }
+            abs += self.w[i * self.slots + self.slots - 1].abs() * v.abs();
+        }
+        (sums.iter().map(NeumaierSum::value).collect(), abs)
+    }
+}
+
+/// Small dense Cholesky of a column-major D x D SPD matrix; returns (L, ln det) or None.
+fn cholesky_flat(a: &[f64], d: usize) -> Option<(Vec<f64>, f64)> {
+    let mut l = vec![0.0; d * d];
+    let mut ln_det = 0.0;
+    for j in 0..d {
+        let mut s = a[j * d + j];
+        for p in 0..j {
+            s -= l[p * d + j] * l[p * d + j];
+        }
+        if s <= 0.0 {
+            return None;
+        }
+        let ljj = s.sqrt();
+        l[j * d + j] = ljj;
+        ln_det += 2.0 * ljj.ln();
+        for i in j + 1..d {
+            let mut s = a[j * d + i];
+            for p in 0..j {
+                s -= l[p * d + i] * l[p * d + j];
+            }
+            l[j * d + i] = s / ljj;
+        }
+    }
+    Some((l, ln_det))
+}
+
+/// Precomputed pieces of route B for one step.
+struct InnerRule<'a> {
+    kernel: ReverseKernel,
+    /// S_k^{-1}, flat per component.
+    s_inv: Vec<Vec<f64>>,
+    s_ln_det: Vec<f64>,
+    rules: [&'a (Vec<f64>, Vec<f64>); 2],
+}
+
+impl InnerRule<'_> {
+    /// Inner KL(q(.|x) || N(m, C)) at one node for both inner orders.
+    fn kl(&self, x: &[f64], resp: &[f64], d: usize) -> Option<[f64; 2]> {
+        let post = self.kernel.at_with_weights(x, resp.to_vec());
+        let mom = post.moments();
+        let c: Vec<f64> = mom.cov.iter().copied().collect();
+        let (l, ln_det_c) = cholesky_flat(&c, d)?;
+        let active: Vec<usize> = (0..resp.len()).filter(|&k| resp[k] > 1e-300).collect();
+        let mut out = [0.0; 2];
+        let mut y = vec![0.0; d];
+        let mut r = vec![0.0; d];
+        let mut terms = vec![0.0; active.len()];
+        for (o, rule) in out.iter_mut().zip(self.rules) {
+            let (nodes, weights) = rule;
+            let mut acc = NeumaierSum::new();
+            for (j, w) in weights.iter().enumerate() {
+                let z = &nodes[j * d..(j + 1) * d];
+                let mut z2 = 0.0;
+                for i in 0..d {
+                    let mut s = mom.mean[i];
+                    for p in 0..=i {
+                        s += l[p * d + i] * z[p];
+                    }
+                    y[i] = s;
+                    z2 += z[i] * z[i];
+                }
+                let ln_n = -0.5 * (ln_det_c + z2);
+                for (t, &k) in terms.iter_mut().zip(&active) {
+                    for i in 0..d {
+                        r[i] = y[i] - post.means[k][i];
+                    }
+                    let si = &self.s_inv[k];
+                    let mut quad = 0.0;
+                    for a in 0..d {
+                        let mut s = 0.0;
+                        for b2 in 0..d {
+                            s += si[b2 * d + a] * r[b2];
+                        }
+                        quad += r[a] * s;
+                    }
+                    *t = resp[k].ln() - 0.5 * (self.s_ln_det[k] + quad);
+                }
+                let ln_q = crate::numeric::log_sum_exp(&terms);
+                acc.add(w * rho_ln_rho_minus(ln_q - ln_n));
+            }
+            *o = acc.value();
+        }
+        Some(out)
+    }
+}
+
+fn run_task(
+    q0: &Mixture,
+    task: &Task,
+    params: &PathKlParams,
+    gh: &[(Vec<f64>, Vec<f64>); 2],
+) -> Result<TaskResult, PathKlError> {
+    let q = q0.marginal(task.ln_abar)?;
+    let d = q.dim();
+    let rule = build_rule(&q, params, task.ln_abar)?;
+    let route_b = params.route == Route::B && !task.uses.is_empty();
+    let nodes = eval_nodes(&q, &rule, route_b);
+    let entropy = task.entropy.then(|| nodes.expect(|i| -nodes.lnq[i]).0);
+    let need_trace = params.families.contains(&Family::Analytic);
+    let mean_trace: Vec<f64> = if need_trace {
+        nodes
+            .expect(|i| (0..d).map(|j| nodes.h[i * d * d + j * d + j]).sum())
+            .0
+    } else {
+        vec![0.0; nodes.slots]
+    };
+    let mut uses = Vec::with_capacity(task.uses.len());
+    for u in &task.uses {
+        let (a2, b) = (u.step.a2, u.step.b);
+        let mu = |i: usize| &nodes.mu[i * d..(i + 1) * d];
+        let (full, full_abs, inner_err) = match params.route {
+            Route::A => {
+                let (v, abs) = nodes.expect(|i| half_ln_det_i_plus_bh(b, mu(i)));
+                (v, abs, 0.0)
+            }
+            Route::B => {
+                let kernel = ReverseKernel::new(q0, u.step)?;
+                let mut s_inv = Vec::new();
+                let mut s_ln_det = Vec::new();
+                let post0 =
+                    kernel.at_with_weights(&nodes.x[0..d], vec![1.0 / q.len() as f64; q.len()]);
+                for s in &post0.covs {
+                    let flat: Vec<f64> = s.iter().copied().collect();
+                    let (_, ld) =
+                        cholesky_flat(&flat, d).ok_or(PathKlError::NonPositiveCovariance {
+                            family: "full",
+                            time: task.ln_abar,
+                        })?;
+                    let inv =
+                        s.clone()
+                            .try_inverse()
+                            .ok_or(PathKlError::NonPositiveCovariance {
+                                family: "full",
+                                time: task.ln_abar,
+                            })?;
+                    s_inv.push(inv.iter().copied().collect());
+                    s_ln_det.push(ld);
+                }
+                let inner = InnerRule {
+                    kernel,
+                    s_inv,
+                    s_ln_det,
+                    rules: [&gh[0], &gh[1]],
+                };
+                let k = q.len();
+                let vals: Vec<[f64; 2]> = (0..nodes.len())
+                    .map(|i| {
+                        inner
+                            .kl(
+                                &nodes.x[i * d..(i + 1) * d],
+                                &nodes.resp[i * k..(i + 1) * k],
+                                d,
+                            )
+                            .unwrap_or([f64::NAN; 2])
+                    })
+                    .collect();
+                if vals.iter().any(|v| !v[1].is_finite()) {
+                    return Err(PathKlError::NonPositiveCovariance {
+                        family: "full",
+                        time: task.ln_abar,
+                    });
+                }
+                let (v, abs) = nodes.expect(|i| vals[i][1]);
+                let (v1, _) = nodes.expect(|i| vals[i][0]);
+                let fine = nodes.slots - 1;
+                (v.clone(), abs, (v[fine] - v1[fine]).abs())
+            }
+        };
+        let mut offsets = Vec::with_capacity(params.families.len());
+        for fam in &params.families {
+            let per_slot: Vec<f64> = match fam {
+                Family::Full => vec![0.0; nodes.slots],
+                Family::Beta => {
+                    nodes
+                        .expect(|i| iso_offset(IsoScale::beta(a2, b), b, mu(i)))
+                        .0
+                }
+                Family::BetaTilde => {
+                    let s = u.beta_tilde.ok_or(PathKlError::DegenerateLastStep)?;
+                    nodes.expect(|i| iso_offset(s, b, mu(i))).0
+                }
+                Family::Analytic => (0..nodes.slots)
+                    .map(|r| {
+                        let s = IsoScale::analytic(b, mean_trace[r], d);
+                        let (v, _) = nodes.expect(|i| iso_offset(s, b, mu(i)));
+                        v[r]
+                    })
+                    .collect(),
+                Family::Diag => {
+                    nodes
+                        .expect(|i| diag_offset(b, &nodes.h[i * d * d..(i + 1) * d * d], d))
+                        .0
+                }
+            };
+            if per_slot.iter().any(|v| !v.is_finite()) {
+                return Err(PathKlError::NonPositiveCovariance {
+                    family: fam.name(),
+                    time: task.ln_abar,
+                });
+            }
+            offsets.push(per_slot);
+        }
+        uses.push(UseResult {
+            grid: u.grid,
+            full,
+            full_abs,
+            inner_err,
+            offsets,
+        });
+    }
+    Ok(TaskResult {
+        ln_abar: task.ln_abar,
+        entropy,
+        uses,
+    })
+}
+
+/// Computes S_fam(T) for every requested family and T, and the terminal KL.
+///
+/// # Arguments
+/// * `q0` - the data distribution.
+/// * `schedule` - the noise schedule; grids are built with `params.early_stop`.
+/// * `steps` - the T values.
+/// * `params` - families, route, remedy, rule.
+/// * `progress` - called with (done, total) after each grid time is processed.
+///
+/// # Errors
+/// Invalid schedule or T, lattice too large, route B in D > 3, beta-tilde degenerate
+/// without remedy.
+pub fn path_kl_sweep(
+    q0: &Mixture,
+    schedule: &Schedule,
+    steps: &[usize],
+    params: &PathKlParams,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<PathKlReport, PathKlError> {
+    if steps.is_empty() {
+        return Err(PathKlError::NoSteps);
+    }
+    let d = q0.dim();
+    if params.route == Route::B && d > 3 {
+        return Err(PathKlError::RouteBDimension { dim: d });
+    }
+    let grids: Vec<Grid> = steps
+        .iter()
+        .map(|&t| schedule.grid(t, params.early_stop))
+        .collect::<Result<_, _>>()?;
+    let want_bt = params.families.contains(&Family::BetaTilde);
+    let mut last_step = if want_bt {
+        "not-degenerate"
+    } else {
+        "not-requested"
+    }
+    .to_string();
+    let mut tasks: BTreeMap<u64, Task> = BTreeMap::new();
+    let key = |l: f64| (-l).to_bits();
+    for (g, grid) in grids.iter().enumerate() {
+        for ln in [grid.ln_abar[0], grid.ln_abar[grid.steps()]] {
+            tasks
+                .entry(key(ln))
+                .or_insert(Task {
+                    ln_abar: ln,
+                    uses: Vec::new(),
+                    entropy: true,
+                })
+                .entropy = true;
+        }
+        for i in 1..=grid.steps() {
+            let step = grid.step(i);
+            let beta_tilde = if want_bt {
+                let oma_s = grid.one_minus_abar(i - 1);
+                if oma_s > 0.0 {
+                    Some(IsoScale::beta_tilde(
+                        step.a2,
+                        step.b,
+                        oma_s,
+                        grid.one_minus_abar(i),
+                    ))
+                } else {
+                    match params.remedy {
+                        BetaTildeRemedy::Clip => {
+                            if grid.steps() < 2 {
+                                return Err(PathKlError::ClipNeedsTwoSteps);
+                            }
+                            let next = grid.step(i + 1);
+                            let sigma2 =
+                                next.b * grid.one_minus_abar(i) / grid.one_minus_abar(i + 1);
+                            last_step = "clipped".to_string();
+                            Some(IsoScale::from_variance(sigma2, step.a2, step.b))
+                        }
+                        BetaTildeRemedy::EarlyStop => return Err(PathKlError::DegenerateLastStep),
+                    }
+                }
+            } else {
+                None
+            };
+            let ln_t = grid.ln_abar[i];
+            tasks
+                .entry(key(ln_t))
+                .or_insert(Task {
+                    ln_abar: ln_t,
+                    uses: Vec::new(),
+                    entropy: false,
+                })
+                .uses
+                .push(Use {
+                    grid: g,
+                    step,
+                    beta_tilde,
+                });
+        }
+    }
+    if want_bt && params.early_stop > 0.0 && last_step == "not-degenerate" {
+        last_step = "early-stop".to_string();
+    }
+    let tasks: Vec<Task> = tasks.into_values().collect();
+    let total = tasks.len();
+    let done = AtomicUsize::new(0);
+    let [n1, n2] = params.gh_orders;
+    let gh = [gauss_hermite_tensor(n1, d), gauss_hermite_tensor(n2, d)];
+    let results: Vec<TaskResult> = tasks
+        .par_iter()
+        .map(|t| {
+            let r = run_task(q0, t, params, &gh);
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+            r
+        })
+        .collect::<Result<_, _>>()?;
+    // Fixed-order assembly (identical for any thread count).
+    let probe = build_rule(&q0.marginal(grids[0].ln_abar[0])?, params, 0.0)?;
+    let model = probe.model;
+    let slots = probe.slots;
+    let entropy_at = |ln: f64| -> Vec<f64> {
+        results
+            .iter()
+            .find(|r| key(r.ln_abar) == key(ln))
+            .and_then(|r| r.entropy.clone())
+            .unwrap_or_else(|| vec![f64::NAN; slots])
+    };
+    let nf = params.families.len();
+    let mut full: Vec<Vec<NeumaierSum>> = vec![vec![NeumaierSum::new(); slots]; grids.len()];
+    let mut abs = vec![0.0; grids.len()];
+    let mut inner = vec![0.0; grids.len()];
+    let mut off: Vec<Vec<Vec<NeumaierSum>>> =
+        vec![vec![vec![NeumaierSum::new(); slots]; nf]; grids.len()];
+    for r in &results {
+        for u in &r.uses {
+            for s in 0..slots {
+                full[u.grid][s].add(u.full[s]);
+                for f in 0..nf {
+                    off[u.grid][f][s].add(u.offsets[f][s]);
+                }
+            }
+            abs[u.grid] += u.full_abs;
+            inner[u.grid] += u.inner_err;
+        }
+    }
+    let mut rows = Vec::new();
+    let t_last = grids[0].ln_abar[grids[0].steps()];
+    let h_end = entropy_at(t_last);
+    let h_start = entropy_at(grids[0].ln_abar[0]);
+    for (f, fam) in params.families.iter().enumerate() {
+        for (g, grid) in grids.iter().enumerate() {
+            let l0 = grid.ln_abar[0];
+            let lt = grid.ln_abar[grid.steps()];
+            let (h0, ht) = (entropy_at(l0), entropy_at(lt));
+            let mut per_slot = Vec::with_capacity(slots);
+            for s in 0..slots {
+                let sf = match params.route {
+                    Route::A => full[g][s].value() + 0.5 * d as f64 * (l0 - lt) + ht[s] - h0[s],
+                    Route::B => full[g][s].value(),
+                };
+                per_slot.push(sf + off[g][f][s].value());
+            }
+            let mut est = model.combine(&per_slot);
+            let floor_terms = match params.route {
+                Route::A => {
+                    abs[g]
+                        + ht[slots - 1].abs()
+                        + h0[slots - 1].abs()
+                        + 0.5 * d as f64 * (l0 - lt).abs()
+                }
+                Route::B => abs[g],
+            };
+            est.err += ROUNDOFF_FLOOR * floor_terms + inner[g];
+            rows.push(FamilyRow {
+                family: *fam,
+                steps: grid.steps(),
+                s: est,
+            });
+        }
+    }
+    let q_end = q0.marginal(t_last)?;
+    let half_m2 =
+        0.5 * q_end.second_moment_trace() + 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
+    let term_slots: Vec<f64> = h_end.iter().map(|h| half_m2 - h).collect();
+    let mut terminal_kl = model.combine(&term_slots);
+    terminal_kl.err += ROUNDOFF_FLOOR * (half_m2.abs() + h_end[slots - 1].abs());
+    let rule = match model {
+        ErrorModel::Refinement => "lattice (trapezoid, nested h/2h refinement)".to_string(),
+        ErrorModel::Replicates => format!(
+            "qmc (R_D Kronecker, {} points/component, {} random shifts, err = 2 s.e.)",
+            params.qmc.points, params.qmc.shifts
+        ),
+    };
+    Ok(PathKlReport {
+        dim: d,
+        terminal_kl,
+        entropy_start: model.combine(&h_start),
+        entropy_end: model.combine(&h_end),
+        rows,
+        route: params.route,
+        rule,
+        beta_tilde_last_step: last_step,
+    })
+}
