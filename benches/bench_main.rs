@@ -1,5 +1,6 @@
-//! criterion benches (filled in below).
-use criterion::{criterion_group, criterion_main, Criterion};
-fn noop(_c: &mut Criterion) {}
-criterion_group!(benches, noop);
-criterion_main!(benches);
+//! criterion benches: `cargo bench --bench bench_main`.
+use criterion::criterion_main;
+
+mod benchmarks;
+
+criterion_main!(benchmarks::path_kl::benches);

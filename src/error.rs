@@ -18,11 +18,15 @@ pub enum Error {
     /// A path-KL computation failed.
     #[error(transparent)]
     PathKl(#[from] crate::path_kl::PathKlError),
-    //TMP-R
+    /// A slope fit failed.
+    #[error(transparent)]
+    Rates(#[from] crate::rates::RatesError),
     /// A preset or mixture file could not be loaded.
     #[error(transparent)]
     Preset(#[from] crate::presets::PresetError),
-    //TMP-P
+    /// A figure could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
 }
 
 /// `Result` with the crate [`Error`].

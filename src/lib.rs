@@ -28,11 +28,11 @@ pub mod error;
 pub mod mixture;
 pub mod numeric;
 pub mod path_kl;
-//TMP pub mod plot;
+pub mod plot;
 pub mod posterior;
 pub mod presets;
 pub mod quadrature;
-//TMP pub mod rates;
+pub mod rates;
 pub mod schedule;
 
 pub use error::{Error, Result};

@@ -670,10 +670,37 @@ impl Mixture {
     /// responsibility is below e^-60 relative to the largest are skipped (their
     /// contribution is below 1e-26 relative).
     pub fn geometry_unchecked(&self, x: &[f64], ws: &mut Workspace) -> f64 {
+        self.geometry_above_unchecked(x, ws, f64::NEG_INFINITY)
+            .unwrap_or(f64::NEG_INFINITY)
+    }
+
+    /// Upper bound-free peak level: max_k (ln pi_k - (1/2) ln det(2 pi Sigma_k)) <= ln max_x q(x).
+    /// Used to skip nodes whose density is negligible relative to the mode.
+    #[must_use]
+    pub fn ln_peak_lower_bound(&self) -> f64 {
+        let d = self.dim() as f64;
+        self.components
+            .iter()
+            .zip(&self.ln_weights)
+            .map(|(c, lw)| lw - 0.5 * (d * (2.0 * std::f64::consts::PI).ln() + c.ln_det()))
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// As [`Mixture::geometry_unchecked`], but returns `None` (after computing only the
+    /// component log terms) when ln q(x) < `threshold`.
+    pub fn geometry_above_unchecked(
+        &self,
+        x: &[f64],
+        ws: &mut Workspace,
+        threshold: f64,
+    ) -> Option<f64> {
         let d = self.dim();
         let k = self.len();
         self.component_ln_terms_unchecked(x, &mut ws.terms, &mut ws.scratch);
         let m = ws.terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if m + (k as f64).ln() < threshold {
+            return None;
+        }
         let mut total = 0.0;
         for j in 0..k {
             let e = if ws.terms[j] - m > -60.0 {
@@ -685,6 +712,9 @@ impl Mixture {
             total += e;
         }
         let ln_q = m + total.ln();
+        if ln_q < threshold {
+            return None;
+        }
         ws.score.iter_mut().for_each(|v| *v = 0.0);
         ws.hessian.iter_mut().for_each(|v| *v = 0.0);
         for j in 0..k {
@@ -725,7 +755,7 @@ impl Mixture {
                 ws.hessian[col * d + row] = ws.hessian[row * d + col];
             }
         }
-        ln_q
+        Some(ln_q)
     }
 
     /// Score grad ln q(x).

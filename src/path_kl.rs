@@ -259,22 +259,12 @@ fn eval_nodes(q: &Mixture, rule: &Cubature, keep_resp: bool) -> Nodes {
     let k = q.len();
     let n = rule.len();
     let mut ws = Workspace::new(d, k);
-    let mut terms = vec![0.0; k];
-    let mut scratch = vec![0.0; 2 * d];
-    // Pass 1 (density-weighted rules): ln q everywhere, to prune nodes without mass.
-    let mut keep: Vec<bool> = vec![true; n];
-    if rule.density_weighted {
-        let lnq: Vec<f64> = (0..n)
-            .map(|i| {
-                q.component_ln_terms_unchecked(rule.point(i), &mut terms, &mut scratch);
-                crate::numeric::log_sum_exp(&terms)
-            })
-            .collect();
-        let max = lnq.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        for i in 0..n {
-            keep[i] = lnq[i] > max - 60.0;
-        }
-    }
+    // Density-weighted rules skip nodes where q < e^-60 times a lower bound of its peak.
+    let threshold = if rule.density_weighted {
+        q.ln_peak_lower_bound() - 60.0
+    } else {
+        f64::NEG_INFINITY
+    };
     let slots = rule.slots;
     let mut out = Nodes {
         slots,
@@ -286,11 +276,10 @@ fn eval_nodes(q: &Mixture, rule: &Cubature, keep_resp: bool) -> Nodes {
         resp: Vec::new(),
     };
     for i in 0..n {
-        if !keep[i] {
-            continue;
-        }
         let x = rule.point(i);
-        let lnq = q.geometry_unchecked(x, &mut ws);
+        let Some(lnq) = q.geometry_above_unchecked(x, &mut ws, threshold) else {
+            continue;
+        };
         let scale = if rule.density_weighted {
             lnq.exp()
         } else {
@@ -421,6 +410,55 @@ impl InnerRule<'_> {
     }
 }
 
+/// Route B inner KL at every node, for both inner Gauss-Hermite orders.
+fn route_b_values(
+    q0: &Mixture,
+    q: &Mixture,
+    nodes: &Nodes,
+    step: Step,
+    gh: &[(Vec<f64>, Vec<f64>); 2],
+    time: f64,
+) -> Result<Vec<[f64; 2]>, PathKlError> {
+    let d = q.dim();
+    let k = q.len();
+    let bad = PathKlError::NonPositiveCovariance {
+        family: "full",
+        time,
+    };
+    let kernel = ReverseKernel::new(q0, step)?;
+    let mut s_inv = Vec::new();
+    let mut s_ln_det = Vec::new();
+    let post0 = kernel.at_with_weights(&nodes.x[0..d], vec![1.0 / k as f64; k]);
+    for s in &post0.covs {
+        let flat: Vec<f64> = s.iter().copied().collect();
+        let (_, ld) = cholesky_flat(&flat, d).ok_or(bad.clone())?;
+        let inv = s.clone().try_inverse().ok_or(bad.clone())?;
+        s_inv.push(inv.iter().copied().collect());
+        s_ln_det.push(ld);
+    }
+    let inner = InnerRule {
+        kernel,
+        s_inv,
+        s_ln_det,
+        rules: [&gh[0], &gh[1]],
+    };
+    let vals: Vec<[f64; 2]> = (0..nodes.len())
+        .map(|i| {
+            inner
+                .kl(
+                    &nodes.x[i * d..(i + 1) * d],
+                    &nodes.resp[i * k..(i + 1) * k],
+                    d,
+                )
+                .unwrap_or([f64::NAN; 2])
+        })
+        .collect();
+    if vals.iter().any(|v| !v[1].is_finite()) {
+        return Err(bad);
+    }
+    Ok(vals)
+}
+
 fn run_task(
     q0: &Mixture,
     task: &Task,
@@ -442,93 +480,93 @@ fn run_task(
         vec![0.0; nodes.slots]
     };
     let mut uses = Vec::with_capacity(task.uses.len());
+    let slots = nodes.slots;
+    let fine = slots - 1;
     for u in &task.uses {
         let (a2, b) = (u.step.a2, u.step.b);
         let mu = |i: usize| &nodes.mu[i * d..(i + 1) * d];
-        let (full, full_abs, inner_err) = match params.route {
-            Route::A => {
-                let (v, abs) = nodes.expect(|i| half_ln_det_i_plus_bh(b, mu(i)));
-                (v, abs, 0.0)
-            }
+        // Route B: inner KL per node for both inner orders.
+        let (inner_vals, inner_err) = match params.route {
+            Route::A => (Vec::new(), 0.0),
             Route::B => {
-                let kernel = ReverseKernel::new(q0, u.step)?;
-                let mut s_inv = Vec::new();
-                let mut s_ln_det = Vec::new();
-                let post0 =
-                    kernel.at_with_weights(&nodes.x[0..d], vec![1.0 / q.len() as f64; q.len()]);
-                for s in &post0.covs {
-                    let flat: Vec<f64> = s.iter().copied().collect();
-                    let (_, ld) =
-                        cholesky_flat(&flat, d).ok_or(PathKlError::NonPositiveCovariance {
-                            family: "full",
-                            time: task.ln_abar,
-                        })?;
-                    let inv =
-                        s.clone()
-                            .try_inverse()
-                            .ok_or(PathKlError::NonPositiveCovariance {
-                                family: "full",
-                                time: task.ln_abar,
-                            })?;
-                    s_inv.push(inv.iter().copied().collect());
-                    s_ln_det.push(ld);
-                }
-                let inner = InnerRule {
-                    kernel,
-                    s_inv,
-                    s_ln_det,
-                    rules: [&gh[0], &gh[1]],
-                };
-                let k = q.len();
-                let vals: Vec<[f64; 2]> = (0..nodes.len())
-                    .map(|i| {
-                        inner
-                            .kl(
-                                &nodes.x[i * d..(i + 1) * d],
-                                &nodes.resp[i * k..(i + 1) * k],
-                                d,
-                            )
-                            .unwrap_or([f64::NAN; 2])
-                    })
-                    .collect();
-                if vals.iter().any(|v| !v[1].is_finite()) {
-                    return Err(PathKlError::NonPositiveCovariance {
-                        family: "full",
-                        time: task.ln_abar,
-                    });
-                }
-                let (v, abs) = nodes.expect(|i| vals[i][1]);
+                let vals = route_b_values(q0, &q, &nodes, u.step, gh, task.ln_abar)?;
+                let (v2, _) = nodes.expect(|i| vals[i][1]);
                 let (v1, _) = nodes.expect(|i| vals[i][0]);
-                let fine = nodes.slots - 1;
-                (v.clone(), abs, (v[fine] - v1[fine]).abs())
+                (vals, (v2[fine] - v1[fine]).abs())
             }
         };
-        let mut offsets = Vec::with_capacity(params.families.len());
-        for fam in &params.families {
-            let per_slot: Vec<f64> = match fam {
-                Family::Full => vec![0.0; nodes.slots],
-                Family::Beta => {
-                    nodes
-                        .expect(|i| iso_offset(IsoScale::beta(a2, b), b, mu(i)))
-                        .0
-                }
-                Family::BetaTilde => {
-                    let s = u.beta_tilde.ok_or(PathKlError::DegenerateLastStep)?;
-                    nodes.expect(|i| iso_offset(s, b, mu(i))).0
-                }
-                Family::Analytic => (0..nodes.slots)
-                    .map(|r| {
-                        let s = IsoScale::analytic(b, mean_trace[r], d);
-                        let (v, _) = nodes.expect(|i| iso_offset(s, b, mu(i)));
-                        v[r]
-                    })
-                    .collect(),
-                Family::Diag => {
-                    nodes
-                        .expect(|i| diag_offset(b, &nodes.h[i * d * d..(i + 1) * d * d], d))
-                        .0
-                }
+        // Isotropic scales per family and slot (analytic's depends on the slot's E[tr H]).
+        let scales: Vec<Vec<Option<IsoScale>>> = params
+            .families
+            .iter()
+            .map(|fam| match fam {
+                Family::Beta => Ok(vec![Some(IsoScale::beta(a2, b)); slots]),
+                Family::BetaTilde => u
+                    .beta_tilde
+                    .map(|s| vec![Some(s); slots])
+                    .ok_or(PathKlError::DegenerateLastStep),
+                Family::Analytic => Ok((0..slots)
+                    .map(|r| Some(IsoScale::analytic(b, mean_trace[r], d)))
+                    .collect()),
+                Family::Diag | Family::Full => Ok(vec![None; slots]),
+            })
+            .collect::<Result<_, _>>()?;
+        let nf = params.families.len();
+        let mut full_sums = vec![NeumaierSum::new(); slots];
+        let mut off_sums = vec![vec![NeumaierSum::new(); slots]; nf];
+        let mut full_abs = 0.0;
+        for i in 0..nodes.len() {
+            let w = &nodes.w[i * slots..(i + 1) * slots];
+            let m = mu(i);
+            let full_term = match params.route {
+                Route::A => half_ln_det_i_plus_bh(b, m),
+                Route::B => inner_vals[i][1],
             };
+            full_abs += (w[fine] * full_term).abs();
+            for r in 0..slots {
+                if w[r] != 0.0 {
+                    full_sums[r].add(w[r] * full_term);
+                }
+            }
+            for (f, fam) in params.families.iter().enumerate() {
+                match fam {
+                    Family::Full => {}
+                    Family::Diag => {
+                        let v = diag_offset(b, &nodes.h[i * d * d..(i + 1) * d * d], d);
+                        for r in 0..slots {
+                            if w[r] != 0.0 {
+                                off_sums[f][r].add(w[r] * v);
+                            }
+                        }
+                    }
+                    _ => {
+                        let mut last: Option<(IsoScale, f64)> = None;
+                        for r in 0..slots {
+                            if w[r] == 0.0 {
+                                continue;
+                            }
+                            let sc = scales[f][r].unwrap_or(IsoScale::beta(a2, b));
+                            let v = match last {
+                                Some((ls, lv)) if ls == sc => lv,
+                                _ => iso_offset(sc, b, m),
+                            };
+                            last = Some((sc, v));
+                            off_sums[f][r].add(w[r] * v);
+                        }
+                    }
+                }
+            }
+        }
+        let full: Vec<f64> = full_sums.iter().map(NeumaierSum::value).collect();
+        if full.iter().any(|v| !v.is_finite()) {
+            return Err(PathKlError::NonPositiveCovariance {
+                family: "full",
+                time: task.ln_abar,
+            });
+        }
+        let mut offsets = Vec::with_capacity(nf);
+        for (f, fam) in params.families.iter().enumerate() {
+            let per_slot: Vec<f64> = off_sums[f].iter().map(NeumaierSum::value).collect();
             if per_slot.iter().any(|v| !v.is_finite()) {
                 return Err(PathKlError::NonPositiveCovariance {
                     family: fam.name(),

@@ -1,0 +1,170 @@
+//! The `path-kl` binary: JSON contract, figure output, and bad input -> exit code 2
+//! with the offending field named.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_path-kl"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("covlab-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+#[test]
+fn json_contract_and_figure() {
+    let d = tmp("ok");
+    let json = d.join("out.json");
+    let fig = d.join("fig");
+    let out = bin()
+        .args([
+            "--data",
+            "aniso2",
+            "--families",
+            "beta,diag,full",
+            "--steps",
+            "4,8,16",
+            "--window",
+            "4,16",
+            "--threads",
+            "1",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--figure")
+        .arg(&fig)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid json");
+    // The key names are an interface (issue: path-kl binary).
+    assert_eq!(v["data"], "aniso2");
+    assert_eq!(v["schedule"], "vp-linear");
+    assert!(v["terminal_kl"].as_f64().expect("number") > 0.0);
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 9);
+    for r in results {
+        assert!(r["family"].is_string() && r["T"].is_u64() && r["S"].is_f64() && r["err"].is_f64());
+    }
+    let slopes = v["slopes"].as_array().expect("slopes");
+    assert_eq!(slopes.len(), 3);
+    for s in slopes {
+        assert!(s["family"].is_string() && s["slope"].is_f64());
+        assert_eq!(s["window"].as_array().expect("window").len(), 2);
+        assert_eq!(s["ci95"].as_array().expect("ci95").len(), 2);
+    }
+    // Offsets are KL divergences: S_beta >= S_diag >= S_full - err at every T.
+    for t in [4, 8, 16] {
+        let s = |f: &str| {
+            results
+                .iter()
+                .find(|r| r["family"] == f && r["T"] == t)
+                .expect("row")["S"]
+                .as_f64()
+                .expect("S")
+        };
+        assert!(s("diag") >= s("full") && s("beta") >= s("full"), "T = {t}");
+    }
+    assert!(fig.with_extension("svg").exists() && fig.with_extension("png").exists());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("terminal KL") && stdout.contains("slopes"),
+        "{stdout}"
+    );
+}
+
+/// Runs the binary with `args` and asserts exit code 2 and that stderr mentions `needle`.
+fn rejects(args: &[&str], needle: &str) {
+    let d = tmp("bad");
+    let out = bin()
+        .args(args)
+        .arg("--json")
+        .arg(d.join("x.json"))
+        .arg("--figure")
+        .arg(d.join("x"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "args {args:?}: stderr {err}");
+    assert!(
+        err.contains(needle),
+        "args {args:?}: stderr `{err}` lacks `{needle}`"
+    );
+    assert!(!err.contains("panicked"), "args {args:?} panicked: {err}");
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_field() {
+    rejects(&["--data", "nosuchpreset"], "data");
+    rejects(&["--families", "beta,fulll"], "fulll");
+    rejects(&["--schedule", "linear"], "linear");
+    rejects(&["--steps", "0,8"], "steps");
+    rejects(&["--steps", "8,x"], "steps");
+    rejects(&["--early-stop", "NaN"], "early-stop");
+    rejects(&["--early-stop=-0.1"], "early-stop");
+    rejects(&["--route", "c"], "route");
+    rejects(&["--beta-tilde-remedy", "none"], "remedy");
+
+    let d = tmp("files");
+    let cases = [
+        (
+            "weights.json",
+            r#"{"weights": [0.5, 0.6], "means": [[0,0],[1,1]], "covariances": [[[1,0],[0,1]],[[1,0],[0,1]]]}"#,
+            "weights",
+        ),
+        (
+            "nonspd.json",
+            r#"{"weights": [1.0], "means": [[0,0]], "covariances": [[[1,2],[2,1]]]}"#,
+            "covariances[0]",
+        ),
+        (
+            "asym.json",
+            r#"{"weights": [1.0], "means": [[0,0]], "covariances": [[[1,0.5],[0.4,1]]]}"#,
+            "symmetric",
+        ),
+        (
+            "dim.json",
+            r#"{"weights": [1.0], "means": [[0,0,0]], "covariances": [[[1,0],[0,1]]]}"#,
+            "covariances[0]",
+        ),
+        (
+            "malformed.json",
+            r#"{"weights": [1.0], "means": [[0,0]"#,
+            "malformed.json",
+        ),
+        (
+            "missing.json",
+            r#"{"weights": [1.0], "means": [[0,0]]}"#,
+            "covariances",
+        ),
+        (
+            "nan.json",
+            r#"{"weights": [1.0], "means": [[0,null]], "covariances": [[[1,0],[0,1]]]}"#,
+            "nan.json",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let p = d.join(name);
+        std::fs::write(&p, text).expect("write");
+        rejects(
+            &[
+                "--data",
+                p.to_str().expect("utf8"),
+                "--steps",
+                "2,4",
+                "--families",
+                "full",
+            ],
+            needle,
+        );
+    }
+}
