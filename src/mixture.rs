@@ -433,6 +433,38 @@ pub struct Mixture {
     weights: Vec<f64>,
     ln_weights: Vec<f64>,
     components: Vec<Component>,
+    /// Isotropic fast path: per component (ln pi_k - (1/2)(D ln 2 pi + ln det), 1/sigma_k^2,
+    /// mean), present when every component is isotropic.
+    iso: Option<IsoCache>,
+}
+
+/// Flat per-component data of an all-isotropic mixture.
+#[derive(Clone, Debug)]
+struct IsoCache {
+    ln_norm: Vec<f64>,
+    inv_var: Vec<f64>,
+    means: Vec<f64>,
+}
+
+impl IsoCache {
+    fn build(ln_weights: &[f64], components: &[Component]) -> Option<Self> {
+        let d = components.first()?.dim();
+        let mut out = IsoCache {
+            ln_norm: Vec::new(),
+            inv_var: Vec::new(),
+            means: Vec::new(),
+        };
+        for (lw, c) in ln_weights.iter().zip(components) {
+            let CovarianceKind::Isotropic(v) = c.covariance_kind() else {
+                return None;
+            };
+            out.ln_norm
+                .push(lw - 0.5 * (d as f64 * (2.0 * std::f64::consts::PI).ln() + c.ln_det()));
+            out.inv_var.push(1.0 / v);
+            out.means.extend(c.mean().iter());
+        }
+        Some(out)
+    }
 }
 
 /// Local geometry of ln q at a point: log density, score and Hessian.
@@ -487,11 +519,13 @@ impl Mixture {
         }
         // Renormalise the tiny residual so that sum pi = 1 to round-off.
         let weights: Vec<f64> = weights.iter().map(|w| w / sum).collect();
-        let ln_weights = weights.iter().map(|w| w.ln()).collect();
+        let ln_weights: Vec<f64> = weights.iter().map(|w| w.ln()).collect();
+        let iso = IsoCache::build(&ln_weights, &components);
         Ok(Self {
             weights,
             ln_weights,
             components,
+            iso,
         })
     }
 
@@ -586,14 +620,17 @@ impl Mixture {
         }
         let abar = ln_abar.exp();
         let oma = -ln_abar.exp_m1();
+        let components: Vec<Component> = self
+            .components
+            .iter()
+            .map(|c| c.forward(abar, oma))
+            .collect();
+        let iso = IsoCache::build(&self.ln_weights, &components);
         Ok(Mixture {
             weights: self.weights.clone(),
             ln_weights: self.ln_weights.clone(),
-            components: self
-                .components
-                .iter()
-                .map(|c| c.forward(abar, oma))
-                .collect(),
+            components,
+            iso,
         })
     }
 
@@ -694,6 +731,9 @@ impl Mixture {
         ws: &mut Workspace,
         threshold: f64,
     ) -> Option<f64> {
+        if let Some(iso) = &self.iso {
+            return Self::geometry_iso(iso, x, ws, threshold);
+        }
         let d = self.dim();
         let k = self.len();
         self.component_ln_terms_unchecked(x, &mut ws.terms, &mut ws.scratch);
@@ -751,6 +791,79 @@ impl Mixture {
             }
         }
         for col in 0..d {
+            for row in 0..col {
+                ws.hessian[col * d + row] = ws.hessian[row * d + col];
+            }
+        }
+        Some(ln_q)
+    }
+
+    /// The isotropic fast path of [`Mixture::geometry_above_unchecked`]: the same formulas
+    /// with Sigma_k^{-1} = I / sigma_k^2, on flat arrays.
+    fn geometry_iso(iso: &IsoCache, x: &[f64], ws: &mut Workspace, threshold: f64) -> Option<f64> {
+        let d = x.len();
+        let k = iso.inv_var.len();
+        let mut m = f64::NEG_INFINITY;
+        for j in 0..k {
+            let mu = &iso.means[j * d..(j + 1) * d];
+            let mut r2 = 0.0;
+            for i in 0..d {
+                let dx = x[i] - mu[i];
+                r2 += dx * dx;
+            }
+            let t = iso.ln_norm[j] - 0.5 * r2 * iso.inv_var[j];
+            ws.terms[j] = t;
+            m = m.max(t);
+        }
+        if m + (k as f64).ln() < threshold {
+            return None;
+        }
+        let mut total = 0.0;
+        for j in 0..k {
+            let e = if ws.terms[j] - m > -60.0 {
+                (ws.terms[j] - m).exp()
+            } else {
+                0.0
+            };
+            ws.resp[j] = e;
+            total += e;
+        }
+        let ln_q = m + total.ln();
+        if ln_q < threshold {
+            return None;
+        }
+        let inv_total = 1.0 / total;
+        ws.score.iter_mut().for_each(|v| *v = 0.0);
+        ws.hessian.iter_mut().for_each(|v| *v = 0.0);
+        let mut mean_prec = 0.0;
+        for j in 0..k {
+            ws.resp[j] *= inv_total;
+            let r = ws.resp[j];
+            if r == 0.0 {
+                continue;
+            }
+            let mu = &iso.means[j * d..(j + 1) * d];
+            for i in 0..d {
+                let g = (mu[i] - x[i]) * iso.inv_var[j];
+                ws.gk[j * d + i] = g;
+                ws.score[i] += r * g;
+            }
+            mean_prec += r * iso.inv_var[j];
+        }
+        for j in 0..k {
+            let r = ws.resp[j];
+            if r == 0.0 {
+                continue;
+            }
+            for col in 0..d {
+                let dc = ws.gk[j * d + col] - ws.score[col];
+                for row in col..d {
+                    ws.hessian[col * d + row] += r * (ws.gk[j * d + row] - ws.score[row]) * dc;
+                }
+            }
+        }
+        for col in 0..d {
+            ws.hessian[col * d + col] -= mean_prec;
             for row in 0..col {
                 ws.hessian[col * d + row] = ws.hessian[row * d + col];
             }
@@ -995,6 +1108,31 @@ mod tests {
             for i in 0..d {
                 assert_relative_eq!(hv[i], hv2[i], epsilon = 1e-12 * hv2.amax().max(1.0));
             }
+        }
+    }
+
+    #[test]
+    fn isotropic_fast_path_equals_generic_path() {
+        // The same mixture once with isotropic components (fast path) and once with the
+        // covariances stored as dense matrices (generic path): identical formulas, so
+        // agreement to round-off (1e-12 relative to the largest entry).
+        let q = crate::presets::mog40(1.0).marginal(-0.3).unwrap();
+        let dense: Vec<Component> = q
+            .components()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Component::new(c.mean().clone(), CovarianceKind::Dense(c.covariance()), i).unwrap()
+            })
+            .collect();
+        let g = Mixture::new(q.weights().to_vec(), dense).unwrap();
+        assert!(q.iso.is_some() && g.iso.is_none());
+        for x in [[0.0, 0.0], [13.0, -27.0], [-60.0, 45.0]] {
+            let a = q.geometry(&x).unwrap();
+            let b = g.geometry(&x).unwrap();
+            assert_relative_eq!(a.ln_q, b.ln_q, max_relative = 1e-12);
+            assert!((&a.score - &b.score).amax() <= 1e-12 * b.score.amax().max(1e-300));
+            assert!((&a.hessian - &b.hessian).amax() <= 1e-12 * b.hessian.amax());
         }
     }
 

@@ -88,7 +88,7 @@ pub struct LatticeParams {
 impl Default for LatticeParams {
     fn default() -> Self {
         Self {
-            h_frac: 0.35,
+            h_frac: 0.175,
             extent: 10.0,
             max_nodes: 4_000_000,
         }
