@@ -22,6 +22,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(clippy::float_cmp)]
+// Numerical kernels index several arrays in lockstep; iterator zips would obscure the formulas.
+#![allow(clippy::needless_range_loop)]
 
 pub mod covariance;
 pub mod error;

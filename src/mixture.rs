@@ -737,29 +737,9 @@ impl Mixture {
         let d = self.dim();
         let k = self.len();
         self.component_ln_terms_unchecked(x, &mut ws.terms, &mut ws.scratch);
-        let m = ws.terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if m + (k as f64).ln() < threshold {
-            return None;
-        }
-        let mut total = 0.0;
-        for j in 0..k {
-            let e = if ws.terms[j] - m > -60.0 {
-                (ws.terms[j] - m).exp()
-            } else {
-                0.0
-            };
-            ws.resp[j] = e;
-            total += e;
-        }
-        let ln_q = m + total.ln();
-        if ln_q < threshold {
-            return None;
-        }
+        let ln_q = ws.responsibilities_from_terms(threshold)?;
         ws.score.iter_mut().for_each(|v| *v = 0.0);
         ws.hessian.iter_mut().for_each(|v| *v = 0.0);
-        for j in 0..k {
-            ws.resp[j] /= total;
-        }
         // g_k for active components, stored in ws.gk (k x d)
         for j in 0..k {
             if ws.resp[j] == 0.0 {
@@ -803,7 +783,6 @@ impl Mixture {
     fn geometry_iso(iso: &IsoCache, x: &[f64], ws: &mut Workspace, threshold: f64) -> Option<f64> {
         let d = x.len();
         let k = iso.inv_var.len();
-        let mut m = f64::NEG_INFINITY;
         for j in 0..k {
             let mu = &iso.means[j * d..(j + 1) * d];
             let mut r2 = 0.0;
@@ -813,31 +792,12 @@ impl Mixture {
             }
             let t = iso.ln_norm[j] - 0.5 * r2 * iso.inv_var[j];
             ws.terms[j] = t;
-            m = m.max(t);
         }
-        if m + (k as f64).ln() < threshold {
-            return None;
-        }
-        let mut total = 0.0;
-        for j in 0..k {
-            let e = if ws.terms[j] - m > -60.0 {
-                (ws.terms[j] - m).exp()
-            } else {
-                0.0
-            };
-            ws.resp[j] = e;
-            total += e;
-        }
-        let ln_q = m + total.ln();
-        if ln_q < threshold {
-            return None;
-        }
-        let inv_total = 1.0 / total;
+        let ln_q = ws.responsibilities_from_terms(threshold)?;
         ws.score.iter_mut().for_each(|v| *v = 0.0);
         ws.hessian.iter_mut().for_each(|v| *v = 0.0);
         let mut mean_prec = 0.0;
         for j in 0..k {
-            ws.resp[j] *= inv_total;
             let r = ws.resp[j];
             if r == 0.0 {
                 continue;
@@ -1017,6 +977,28 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// From `terms` (ln pi_k + ln N_k(x)), fills the responsibilities r_k = softmax(terms)
+    /// (terms more than 60 below the largest count as 0) and returns ln q(x) by
+    /// log-sum-exp; `None` when ln q(x) < `threshold`.
+    fn responsibilities_from_terms(&mut self, threshold: f64) -> Option<f64> {
+        let k = self.terms.len();
+        let m = self.terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if m + (k as f64).ln() < threshold {
+            return None;
+        }
+        let mut total = 0.0;
+        for (r, t) in self.resp.iter_mut().zip(&self.terms) {
+            *r = if t - m > -60.0 { (t - m).exp() } else { 0.0 };
+            total += *r;
+        }
+        let ln_q = m + total.ln();
+        if ln_q < threshold {
+            return None;
+        }
+        self.resp.iter_mut().for_each(|r| *r /= total);
+        Some(ln_q)
+    }
+
     /// Buffers for dimension `d` and `k` components.
     #[must_use]
     pub fn new(d: usize, k: usize) -> Self {

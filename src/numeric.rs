@@ -146,7 +146,7 @@ mod tests {
         // 1 + 1e-16 * 1e4 - 1: a naive sum loses every small term, the compensated sum keeps them
         // (exact answer 1e-12, representable to full precision).
         let mut v = vec![1.0];
-        v.extend(std::iter::repeat(1e-16).take(10_000));
+        v.extend(std::iter::repeat_n(1e-16, 10_000));
         v.push(-1.0);
         assert_relative_eq!(neumaier_sum(&v), 1e-12, max_relative = 1e-10);
     }

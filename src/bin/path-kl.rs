@@ -419,8 +419,7 @@ fn write_figure(
         report
             .rows
             .iter()
-            .filter(|r| r.family == f)
-            .next_back()
+            .rfind(|r| r.family == f)
             .map(|r| (r.steps as f64, r.s.value))
     };
     if let Some((x0, y0)) = families
