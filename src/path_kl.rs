@@ -16,9 +16,12 @@
 //! and the result O(1/T^2): the expectations must be accurate to ~1e-12 absolute, which the
 //! spectrally convergent lattice rule delivers in D <= 3.
 //!
-//! **Route B** (direct): for each x_t the inner KL(q(.|x_t) || N(m, C)) is computed by a
-//! tensor Gauss-Hermite rule under N(m, C) as E_N[phi(ln rho)], rho = q(y|x_t)/N(y; m, C),
-//! phi(l) = e^l l - e^l + 1 >= 0 (no cancellation), with q(y|x_t) by the conditioning route.
+//! **Route B** (direct): for each x_t the inner KL(q(.|x_t) || N(m, C)) =
+//! sum_k w_k E_{N(m_k, S_k)}[ln q(y|x_t) - ln N(y; m, C)] is computed by a tensor
+//! Gauss-Hermite rule under each posterior component (orders `gh_orders`, the difference of
+//! the two is the inner error estimate), with q(y|x_t), m and C by the conditioning route.
+//! (A single rule under N(m, C) was tried first: its estimate was unreliable for the
+//! multimodal posteriors of coarse steps.)
 //!
 //! Every expectation over q_t is taken with a rule that carries its own error estimate
 //! ([`crate::quadrature`]): nested lattices in D <= 3, randomised QMC beyond. All T values
@@ -38,7 +41,7 @@ use crate::covariance::{
     IsoScale,
 };
 use crate::mixture::{Mixture, MixtureError, Workspace};
-use crate::numeric::{rho_ln_rho_minus, NeumaierSum};
+use crate::numeric::NeumaierSum;
 use crate::posterior::ReverseKernel;
 use crate::quadrature::{
     gauss_hermite_tensor, lattice, qmc, Cubature, ErrorModel, Estimate, LatticeParams, QmcParams,
@@ -355,54 +358,79 @@ struct InnerRule<'a> {
     kernel: ReverseKernel,
     /// S_k^{-1}, flat per component.
     s_inv: Vec<Vec<f64>>,
+    /// Cholesky factors of S_k, flat column-major per component.
+    s_chol: Vec<Vec<f64>>,
     s_ln_det: Vec<f64>,
     rules: [&'a (Vec<f64>, Vec<f64>); 2],
 }
 
+/// (y - m)^T S^{-1} (y - m) with S^{-1} given flat column-major.
+fn quad_form(s_inv: &[f64], y: &[f64], m: &[f64], r: &mut [f64]) -> f64 {
+    let d = y.len();
+    for i in 0..d {
+        r[i] = y[i] - m[i];
+    }
+    let mut quad = 0.0;
+    for a in 0..d {
+        let mut s = 0.0;
+        for b in 0..d {
+            s += s_inv[b * d + a] * r[b];
+        }
+        quad += r[a] * s;
+    }
+    quad
+}
+
 impl InnerRule<'_> {
-    /// Inner KL(q(.|x) || N(m, C)) at one node for both inner orders.
+    /// Inner KL(q(.|x) || N(m, C)) at one node for both inner orders, by a tensor
+    /// Gauss-Hermite rule under each posterior component:
+    /// sum_k w_k E_{N(m_k, S_k)}[ln q(y | x) - ln N(y; m, C)] (components with
+    /// w_k < 1e-16 max w are left out of the outer sum; all enter q(y | x)).
     fn kl(&self, x: &[f64], resp: &[f64], d: usize) -> Option<[f64; 2]> {
         let post = self.kernel.at_with_weights(x, resp.to_vec());
         let mom = post.moments();
+        let c_inv: Vec<f64> = mom.cov.clone().try_inverse()?.iter().copied().collect();
         let c: Vec<f64> = mom.cov.iter().copied().collect();
-        let (l, ln_det_c) = cholesky_flat(&c, d)?;
-        let active: Vec<usize> = (0..resp.len()).filter(|&k| resp[k] > 1e-300).collect();
+        let (_, ln_det_c) = cholesky_flat(&c, d)?;
+        let wmax = resp.iter().copied().fold(0.0, f64::max);
+        let inner: Vec<usize> = (0..resp.len()).filter(|&k| resp[k] > 1e-300).collect();
+        let outer: Vec<usize> = inner
+            .iter()
+            .copied()
+            .filter(|&k| resp[k] > 1e-16 * wmax)
+            .collect();
+        let mean: Vec<f64> = mom.mean.iter().copied().collect();
+        let means: Vec<Vec<f64>> = post
+            .means
+            .iter()
+            .map(|m| m.iter().copied().collect())
+            .collect();
         let mut out = [0.0; 2];
         let mut y = vec![0.0; d];
         let mut r = vec![0.0; d];
-        let mut terms = vec![0.0; active.len()];
+        let mut terms = vec![0.0; inner.len()];
         for (o, rule) in out.iter_mut().zip(self.rules) {
             let (nodes, weights) = rule;
             let mut acc = NeumaierSum::new();
-            for (j, w) in weights.iter().enumerate() {
-                let z = &nodes[j * d..(j + 1) * d];
-                let mut z2 = 0.0;
-                for i in 0..d {
-                    let mut s = mom.mean[i];
-                    for p in 0..=i {
-                        s += l[p * d + i] * z[p];
-                    }
-                    y[i] = s;
-                    z2 += z[i] * z[i];
-                }
-                let ln_n = -0.5 * (ln_det_c + z2);
-                for (t, &k) in terms.iter_mut().zip(&active) {
+            for &k in &outer {
+                let l = &self.s_chol[k];
+                for (j, w) in weights.iter().enumerate() {
+                    let z = &nodes[j * d..(j + 1) * d];
                     for i in 0..d {
-                        r[i] = y[i] - post.means[k][i];
-                    }
-                    let si = &self.s_inv[k];
-                    let mut quad = 0.0;
-                    for a in 0..d {
-                        let mut s = 0.0;
-                        for b2 in 0..d {
-                            s += si[b2 * d + a] * r[b2];
+                        let mut s = means[k][i];
+                        for p in 0..=i {
+                            s += l[p * d + i] * z[p];
                         }
-                        quad += r[a] * s;
+                        y[i] = s;
                     }
-                    *t = resp[k].ln() - 0.5 * (self.s_ln_det[k] + quad);
+                    for (t, &j2) in terms.iter_mut().zip(&inner) {
+                        let quad = quad_form(&self.s_inv[j2], &y, &means[j2], &mut r);
+                        *t = resp[j2].ln() - 0.5 * (self.s_ln_det[j2] + quad);
+                    }
+                    let ln_q = crate::numeric::log_sum_exp(&terms);
+                    let ln_n = -0.5 * (ln_det_c + quad_form(&c_inv, &y, &mean, &mut r));
+                    acc.add(resp[k] * w * (ln_q - ln_n));
                 }
-                let ln_q = crate::numeric::log_sum_exp(&terms);
-                acc.add(w * rho_ln_rho_minus(ln_q - ln_n));
             }
             *o = acc.value();
         }
@@ -428,10 +456,12 @@ fn route_b_values(
     let kernel = ReverseKernel::new(q0, step)?;
     let mut s_inv = Vec::new();
     let mut s_ln_det = Vec::new();
+    let mut s_chol = Vec::new();
     let post0 = kernel.at_with_weights(&nodes.x[0..d], vec![1.0 / k as f64; k]);
     for s in &post0.covs {
         let flat: Vec<f64> = s.iter().copied().collect();
-        let (_, ld) = cholesky_flat(&flat, d).ok_or(bad.clone())?;
+        let (l, ld) = cholesky_flat(&flat, d).ok_or(bad.clone())?;
+        s_chol.push(l);
         let inv = s.clone().try_inverse().ok_or(bad.clone())?;
         s_inv.push(inv.iter().copied().collect());
         s_ln_det.push(ld);
@@ -439,6 +469,7 @@ fn route_b_values(
     let inner = InnerRule {
         kernel,
         s_inv,
+        s_chol,
         s_ln_det,
         rules: [&gh[0], &gh[1]],
     };

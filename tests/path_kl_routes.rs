@@ -22,16 +22,19 @@ const HIGH_GH_ORDERS: [usize; 2] = [16, 24];
 const ROUTE_ABS_FLOOR: f64 = 1e-12;
 
 /// The agreement check is only meaningful if the combined error budget is a modest fraction
-/// of the value. On grid9 at T = 2 and 4 route B's inner estimate |GH8 - GH12| exceeds the
-/// value itself (13 vs 9.3, 3.5 vs 4.5), so those T are left out; on aniso2 at T = 2 the
-/// estimate (3.1e-2) is smaller than the observed |A - B| = 3.7e-2, i.e. it under-covers, so
-/// T = 2 is covered by the convergence test below instead.
+/// of the value (observed: at most 1e-3 relative, at T = 2 on aniso2).
 const MAX_REL_ERR_BUDGET: f64 = 0.25;
+
+/// Outer lattice spacing for this comparison: twice the default. Both routes use the same
+/// outer rule (so its error is shared and estimated in both); route B costs K^2 n^2 inner
+/// evaluations per node, and the coarser lattice keeps the test near 10 s.
+const OUTER_H_FRAC: f64 = 0.35;
 
 fn compare_routes(name: &str, steps: &[usize]) {
     let q0 = presets::load(name).expect("preset");
     let schedule = Schedule::vp_linear();
-    let base = params_for(&[Family::Full]);
+    let mut base = params_for(&[Family::Full]);
+    base.lattice.h_frac = OUTER_H_FRAC;
     let a = timed_sweep(&format!("{name} route A"), &q0, &schedule, steps, &base);
     let params_b = PathKlParams {
         route: Route::B,
@@ -80,26 +83,26 @@ fn compare_routes(name: &str, steps: &[usize]) {
     assert_eq!(a.terminal_kl.value.to_bits(), b.terminal_kl.value.to_bits());
 }
 
-/// grid9 (sharp posteriors): T = 8, 16, 32.
+/// grid9 (sharp, multimodal posteriors at coarse steps): T = 2, 4, 8.
 #[test]
 fn routes_agree_on_grid9() {
-    compare_routes("grid9", &[8, 16, 32]);
+    compare_routes("grid9", &[2, 4, 8]);
 }
 
-/// aniso2 (elongated, correlated components): T = 4, 8, 16.
+/// aniso2 (elongated, correlated components): T = 2, 4, 8, 16.
 #[test]
 fn routes_agree_on_aniso2() {
-    compare_routes("aniso2", &[4, 8, 16]);
+    compare_routes("aniso2", &[2, 4, 8, 16]);
 }
 
-/// At T = 2 the reverse kernels are wide and multimodal, and the inner Gauss-Hermite rule of
-/// route B is far from converged at the default orders (on aniso2 the observed |A - B| even
-/// exceeds errA + errB). Raising the inner orders must move route B towards route A (whose
-/// lattice error estimate is < 1e-6 here): the discrepancy must shrink by at least half.
+/// At T = 2 the reverse kernels are wide and the inner Gauss-Hermite rule of route B is the
+/// least converged (aniso2: |A - B| = 5e-4 at orders [8, 12]). Raising the inner orders must
+/// move route B towards route A (whose lattice error estimate is < 1e-12 here): the
+/// discrepancy must shrink by at least half (observed: 5e-4 -> 3e-5).
 #[test]
 fn route_b_converges_to_route_a_in_inner_order() {
     let schedule = Schedule::vp_linear();
-    for name in ["grid9", "aniso2"] {
+    for name in ["aniso2"] {
         let q0 = presets::load(name).expect("preset");
         let base = params_for(&[Family::Full]);
         let a = est(
