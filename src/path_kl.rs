@@ -240,13 +240,17 @@ struct Nodes {
     resp: Vec<f64>,
 }
 
-fn build_rule(q: &Mixture, params: &PathKlParams, ln_abar: f64) -> Result<Cubature, PathKlError> {
-    let use_lattice = match params.rule {
-        RuleChoice::Auto => q.dim() <= 2,
+/// Whether the lattice (else QMC) is used in dimension `d`.
+fn uses_lattice(params: &PathKlParams, d: usize) -> bool {
+    match params.rule {
+        RuleChoice::Auto => d <= 2,
         RuleChoice::Lattice => true,
         RuleChoice::Qmc => false,
-    };
-    if use_lattice {
+    }
+}
+
+fn build_rule(q: &Mixture, params: &PathKlParams, ln_abar: f64) -> Result<Cubature, PathKlError> {
+    if uses_lattice(params, q.dim()) {
         lattice(q, &params.lattice).ok_or(PathKlError::LatticeTooLarge {
             time: ln_abar,
             max_nodes: params.lattice.max_nodes,
@@ -733,9 +737,12 @@ pub fn path_kl_sweep(
         })
         .collect::<Result<_, _>>()?;
     // Fixed-order assembly (identical for any thread count).
-    let probe = build_rule(&q0.marginal(grids[0].ln_abar[0])?, params, 0.0)?;
-    let model = probe.model;
-    let slots = probe.slots;
+    // The rule's shape without building it again: lattices have 3 nested slots, QMC one per shift.
+    let (model, slots) = if uses_lattice(params, d) {
+        (ErrorModel::Refinement, 3)
+    } else {
+        (ErrorModel::Replicates, params.qmc.shifts.max(2))
+    };
     let entropy_at = |ln: f64| -> Vec<f64> {
         results
             .iter()
