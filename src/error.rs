@@ -24,6 +24,9 @@ pub enum Error {
     /// A preset or mixture file could not be loaded.
     #[error(transparent)]
     Preset(#[from] crate::presets::PresetError),
+    /// The guidance example failed.
+    #[error(transparent)]
+    Guidance(#[from] crate::guidance::GuidanceError),
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),

@@ -14,6 +14,7 @@
 //! - [`covariance`]: the covariance families of the reverse model kernels.
 //! - [`quadrature`]: cubature rules for expectations over mixtures (lattice, QMC, Gauss-Hermite).
 //! - [`path_kl`]: the exact path KL (routes A and B, family offsets, terminal term).
+//! - [`guidance`]: classifier guidance in the exact linear-Gaussian example (LGS appendix B).
 //! - [`rates`]: slope fits with 95 % confidence intervals.
 //! - [`presets`]: the shipped data sets and the JSON mixture-file format.
 //! - [`plot`]: log-log figures (SVG and PNG, no system fonts needed).
@@ -27,6 +28,7 @@
 
 pub mod covariance;
 pub mod error;
+pub mod guidance;
 pub mod mixture;
 pub mod numeric;
 pub mod path_kl;

@@ -56,6 +56,11 @@ pub struct Series {
     /// Optional absolute errors `err_i >= 0`: a bar from `y_i - err_i` to `y_i + err_i`
     /// (clipped at the bottom of the axis where `y_i - err_i <= 0`).
     pub err: Option<Vec<f64>>,
+    /// Draw the line dashed with hollow markers (e.g. a bound or a companion quantity).
+    pub dashed: bool,
+    /// Palette index to use instead of the series' position (pairs a dashed companion
+    /// with its solid series).
+    pub color: Option<usize>,
 }
 
 impl Series {
@@ -66,7 +71,23 @@ impl Series {
             x,
             y,
             err: None,
+            dashed: false,
+            color: None,
         }
+    }
+
+    /// Draws this series dashed, with hollow markers.
+    #[must_use]
+    pub fn dashed(mut self) -> Self {
+        self.dashed = true;
+        self
+    }
+
+    /// Uses palette colour `index` (and its marker shape) instead of the series' position.
+    #[must_use]
+    pub fn with_color(mut self, index: usize) -> Self {
+        self.color = Some(index);
+        self
     }
 
     /// The same series with absolute y errors `err_i` (bars `y_i ± err_i`).
@@ -263,6 +284,8 @@ struct PreparedSeries {
     points: Vec<(f64, f64)>,
     /// Error bars `(X, Y_lo, Y_hi)`; `Y_lo` is `-inf` when `y - err <= 0`.
     bars: Vec<(f64, f64, f64)>,
+    dashed: bool,
+    color: Option<usize>,
 }
 
 /// A reference curve in transformed coordinates.
@@ -427,6 +450,8 @@ fn prepare(fig: &FigureView<'_>, x_log: bool) -> Result<Prepared, PlotError> {
             segments,
             points,
             bars,
+            dashed: s.dashed,
+            color: s.color,
         });
     }
 
@@ -786,12 +811,25 @@ fn render<DB: DrawingBackend>(
         }
     }
 
-    for (i, s) in p.series.iter().enumerate() {
+    for (pos, s) in p.series.iter().enumerate() {
+        let i = s.color.unwrap_or(pos);
         let color = PALETTE[i % PALETTE.len()];
+        let dashed = s.dashed;
         for seg in s.segments.iter().filter(|seg| seg.len() >= 2) {
-            chart
-                .draw_series(LineSeries::new(seg.iter().copied(), color.stroke_width(2)))
-                .map_err(draw_err)?;
+            if dashed {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        seg.iter().copied(),
+                        8,
+                        5,
+                        color.stroke_width(2),
+                    ))
+                    .map_err(draw_err)?;
+            } else {
+                chart
+                    .draw_series(LineSeries::new(seg.iter().copied(), color.stroke_width(2)))
+                    .map_err(draw_err)?;
+            }
         }
         if !s.bars.is_empty() {
             let bar_style = color.stroke_width(1);
@@ -813,7 +851,11 @@ fn render<DB: DrawingBackend>(
         }
         // Marker shape i % 4: circle, triangle, square, diamond.
         let pts = s.points.iter().copied();
-        let fill = color.filled();
+        let fill = if dashed {
+            color.stroke_width(2)
+        } else {
+            color.filled()
+        };
         let anno = match i % 4 {
             0 => chart.draw_series(pts.map(|c| EmptyElement::at(c) + Circle::new((0, 0), 4, fill))),
             1 => chart.draw_series(
@@ -829,8 +871,21 @@ fn render<DB: DrawingBackend>(
         .map_err(draw_err)?;
         if !s.label.is_empty() {
             anno.label(s.label.as_str()).legend(move |(x, y)| {
+                let line = if dashed {
+                    vec![(0, 0), (5, 0)]
+                } else {
+                    vec![(0, 0), (24, 0)]
+                };
                 EmptyElement::at((x, y))
-                    + PathElement::new(vec![(0, 0), (24, 0)], color.stroke_width(2))
+                    + PathElement::new(line, color.stroke_width(2))
+                    + PathElement::new(
+                        if dashed {
+                            vec![(19, 0), (24, 0)]
+                        } else {
+                            vec![(0, 0), (0, 0)]
+                        },
+                        color.stroke_width(2),
+                    )
                     + marker_pixel(i, color)
             });
         }
