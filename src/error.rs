@@ -24,6 +24,9 @@ pub enum Error {
     /// A preset or mixture file could not be loaded.
     #[error(transparent)]
     Preset(#[from] crate::presets::PresetError),
+    /// A Lanczos approximation failed.
+    #[error(transparent)]
+    Lanczos(#[from] crate::lanczos::LanczosError),
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),

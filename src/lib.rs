@@ -14,9 +14,10 @@
 //! - [`covariance`]: the covariance families of the reverse model kernels.
 //! - [`quadrature`]: cubature rules for expectations over mixtures (lattice, QMC, Gauss-Hermite).
 //! - [`path_kl`]: the exact path KL (routes A and B, family offsets, terminal term).
-//! - [`rates`]: slope fits with 95 % confidence intervals.
+//! - [`rates`]: slope fits (log-log and semilog) with 95 % confidence intervals.
+//! - [`lanczos`]: Lanczos approximation of `C^{1/2} z` from products `v -> C v`, with its a-priori error bound.
 //! - [`presets`]: the shipped data sets and the JSON mixture-file format.
-//! - [`plot`]: log-log figures (SVG and PNG, no system fonts needed).
+//! - [`plot`]: log-log and log-linear figures (SVG and PNG, no system fonts needed).
 //!
 //! Features: none yet (the `candle` and `cuda` features arrive with the tensor path).
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@
 
 pub mod covariance;
 pub mod error;
+pub mod lanczos;
 pub mod mixture;
 pub mod numeric;
 pub mod path_kl;
