@@ -27,6 +27,9 @@ pub enum Error {
     /// The guidance example failed.
     #[error(transparent)]
     Guidance(#[from] crate::guidance::GuidanceError),
+    /// A Lanczos approximation failed.
+    #[error(transparent)]
+    Lanczos(#[from] crate::lanczos::LanczosError),
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),

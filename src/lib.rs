@@ -15,9 +15,10 @@
 //! - [`quadrature`]: cubature rules for expectations over mixtures (lattice, QMC, Gauss-Hermite).
 //! - [`path_kl`]: the exact path KL (routes A and B, family offsets, terminal term).
 //! - [`guidance`]: classifier guidance in the exact linear-Gaussian example (LGS appendix B).
-//! - [`rates`]: slope fits with 95 % confidence intervals.
+//! - [`rates`]: slope fits (log-log and semilog) with 95 % confidence intervals.
+//! - [`lanczos`]: Lanczos approximation of `C^{1/2} z` from products `v -> C v`, with its a-priori error bound.
 //! - [`presets`]: the shipped data sets and the JSON mixture-file format.
-//! - [`plot`]: log-log figures (SVG and PNG, no system fonts needed).
+//! - [`plot`]: log-log and log-linear figures (SVG and PNG, no system fonts needed).
 //!
 //! Features: none yet (the `candle` and `cuda` features arrive with the tensor path).
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@
 pub mod covariance;
 pub mod error;
 pub mod guidance;
+pub mod lanczos;
 pub mod mixture;
 pub mod numeric;
 pub mod path_kl;

@@ -44,7 +44,8 @@ const REF_GREYS: [RGBColor; 3] = [
 ];
 
 /// One curve: a label and points `(x_i, y_i)`, with optional absolute y error bars
-/// `[y_i - err_i, y_i + err_i]`; drawn with markers at the points joined by lines.
+/// `[y_i - err_i, y_i + err_i]`; drawn with markers at the points joined by lines, or as a
+/// dashed line without markers when `dashed` is set (e.g. a bound drawn under its data).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Series {
     /// The legend label (an empty label gives no legend entry).
@@ -56,15 +57,18 @@ pub struct Series {
     /// Optional absolute errors `err_i >= 0`: a bar from `y_i - err_i` to `y_i + err_i`
     /// (clipped at the bottom of the axis where `y_i - err_i <= 0`).
     pub err: Option<Vec<f64>>,
-    /// Draw the line dashed with hollow markers (e.g. a bound or a companion quantity).
+    /// Draw a dashed line without markers (default `false`: solid line with markers).
     pub dashed: bool,
-    /// Palette index to use instead of the series' position (pairs a dashed companion
-    /// with its solid series).
+    /// The palette index of the colour (default `None`: the series' own index), so that two
+    /// series (data and its bound) can share a colour.
     pub color: Option<usize>,
+    /// The marker shape index (circle, triangle, square, diamond, modulo 4; default `None`: the
+    /// colour index).
+    pub marker: Option<usize>,
 }
 
 impl Series {
-    /// A series `(x_i, y_i)` without error bars.
+    /// A series `(x_i, y_i)` without error bars, solid, coloured by its index.
     pub fn new(label: impl Into<String>, x: Vec<f64>, y: Vec<f64>) -> Self {
         Self {
             label: label.into(),
@@ -73,20 +77,25 @@ impl Series {
             err: None,
             dashed: false,
             color: None,
+            marker: None,
         }
     }
 
-    /// Draws this series dashed, with hollow markers.
-    #[must_use]
+    /// The same series drawn as a dashed line without markers.
     pub fn dashed(mut self) -> Self {
         self.dashed = true;
         self
     }
 
-    /// Uses palette colour `index` (and its marker shape) instead of the series' position.
-    #[must_use]
+    /// The same series with the colour of palette index `index` (modulo the palette size).
     pub fn with_color(mut self, index: usize) -> Self {
         self.color = Some(index);
+        self
+    }
+
+    /// The same series with marker shape `index` (circle, triangle, square, diamond, modulo 4).
+    pub fn with_marker(mut self, index: usize) -> Self {
+        self.marker = Some(index);
         self
     }
 
@@ -219,7 +228,9 @@ impl LogLogFigure {
     ///
     /// Axes are `log10 x` and `log10 y` with decade ticks labelled `1e{k}`, padded 4 % around
     /// the data, the error bars, and the reference lines over the data's x range. Series get
-    /// distinct palette colours and markers; reference slopes are dashed grey; the legend box
+    /// distinct palette colours and markers (unless `color`/`marker` say otherwise; `dashed`
+    /// series are drawn as dashed lines without markers, and a dashed series with
+    /// an empty label has no legend entry); reference slopes are dashed grey; the legend box
     /// goes in the corner with the fewest points. Parent directories are created. Points with
     /// `x <= 0`, `y <= 0` or non-finite values are skipped (lines are broken there).
     ///
@@ -278,14 +289,18 @@ struct FigureView<'a> {
 /// A series in transformed coordinates `(X, Y)`.
 struct PreparedSeries {
     label: String,
+    /// Dashed, without markers.
+    dashed: bool,
+    /// The palette index of the colour.
+    color: usize,
+    /// The marker shape index.
+    marker: usize,
     /// Runs of consecutive drawable points (broken at skipped points).
     segments: Vec<Vec<(f64, f64)>>,
     /// All drawable points.
     points: Vec<(f64, f64)>,
     /// Error bars `(X, Y_lo, Y_hi)`; `Y_lo` is `-inf` when `y - err <= 0`.
     bars: Vec<(f64, f64, f64)>,
-    dashed: bool,
-    color: Option<usize>,
 }
 
 /// A reference curve in transformed coordinates.
@@ -447,11 +462,12 @@ fn prepare(fig: &FigureView<'_>, x_log: bool) -> Result<Prepared, PlotError> {
         }
         series.push(PreparedSeries {
             label: s.label.clone(),
+            dashed: s.dashed,
+            color: s.color.unwrap_or(index),
+            marker: s.marker.or(s.color).unwrap_or(index),
             segments,
             points,
             bars,
-            dashed: s.dashed,
-            color: s.color,
         });
     }
 
@@ -811,12 +827,11 @@ fn render<DB: DrawingBackend>(
         }
     }
 
-    for (pos, s) in p.series.iter().enumerate() {
-        let i = s.color.unwrap_or(pos);
-        let color = PALETTE[i % PALETTE.len()];
-        let dashed = s.dashed;
-        for seg in s.segments.iter().filter(|seg| seg.len() >= 2) {
-            if dashed {
+    for s in &p.series {
+        let i = s.marker;
+        let color = PALETTE[s.color % PALETTE.len()];
+        if s.dashed {
+            for seg in s.segments.iter().filter(|seg| seg.len() >= 2) {
                 chart
                     .draw_series(DashedLineSeries::new(
                         seg.iter().copied(),
@@ -825,11 +840,25 @@ fn render<DB: DrawingBackend>(
                         color.stroke_width(2),
                     ))
                     .map_err(draw_err)?;
-            } else {
-                chart
-                    .draw_series(LineSeries::new(seg.iter().copied(), color.stroke_width(2)))
-                    .map_err(draw_err)?;
             }
+            if !s.label.is_empty() {
+                let style = color.stroke_width(2);
+                chart
+                    .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())
+                    .map_err(draw_err)?
+                    .label(s.label.as_str())
+                    .legend(move |(x, y)| {
+                        EmptyElement::at((x, y))
+                            + PathElement::new(vec![(0, 0), (9, 0)], style)
+                            + PathElement::new(vec![(15, 0), (24, 0)], style)
+                    });
+            }
+            continue;
+        }
+        for seg in s.segments.iter().filter(|seg| seg.len() >= 2) {
+            chart
+                .draw_series(LineSeries::new(seg.iter().copied(), color.stroke_width(2)))
+                .map_err(draw_err)?;
         }
         if !s.bars.is_empty() {
             let bar_style = color.stroke_width(1);
@@ -851,11 +880,7 @@ fn render<DB: DrawingBackend>(
         }
         // Marker shape i % 4: circle, triangle, square, diamond.
         let pts = s.points.iter().copied();
-        let fill = if dashed {
-            color.stroke_width(2)
-        } else {
-            color.filled()
-        };
+        let fill = color.filled();
         let anno = match i % 4 {
             0 => chart.draw_series(pts.map(|c| EmptyElement::at(c) + Circle::new((0, 0), 4, fill))),
             1 => chart.draw_series(
@@ -871,21 +896,8 @@ fn render<DB: DrawingBackend>(
         .map_err(draw_err)?;
         if !s.label.is_empty() {
             anno.label(s.label.as_str()).legend(move |(x, y)| {
-                let line = if dashed {
-                    vec![(0, 0), (5, 0)]
-                } else {
-                    vec![(0, 0), (24, 0)]
-                };
                 EmptyElement::at((x, y))
-                    + PathElement::new(line, color.stroke_width(2))
-                    + PathElement::new(
-                        if dashed {
-                            vec![(19, 0), (24, 0)]
-                        } else {
-                            vec![(0, 0), (0, 0)]
-                        },
-                        color.stroke_width(2),
-                    )
+                    + PathElement::new(vec![(0, 0), (24, 0)], color.stroke_width(2))
                     + marker_pixel(i, color)
             });
         }
@@ -1040,17 +1052,27 @@ mod tests {
             title: "Lanczos error".into(),
             x_label: "k".into(),
             y_label: "error".into(),
-            series: vec![Series::new(
-                "lanczos",
-                k.clone(),
-                k.iter().map(|&t| 0.6f64.powf(t)).collect(),
-            )],
+            series: vec![
+                Series::new(
+                    "lanczos",
+                    k.clone(),
+                    k.iter().map(|&t| 0.6f64.powf(t)).collect(),
+                )
+                .with_marker(2),
+                Series::new(
+                    "bound-dashed",
+                    k.clone(),
+                    k.iter().map(|&t| 0.7f64.powf(t)).collect(),
+                )
+                .dashed()
+                .with_color(0),
+            ],
             refs: vec![],
             caption: None,
         };
         fig.save(&stem).unwrap();
         let svg = std::fs::read_to_string(with_suffix(&stem, "svg")).unwrap();
-        assert!(svg.contains("lanczos"));
+        assert!(svg.contains("lanczos") && svg.contains("bound-dashed"));
         let png = std::fs::read(with_suffix(&stem, "png")).unwrap();
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
         let _ = std::fs::remove_dir_all(stem.parent().and_then(Path::parent).unwrap());

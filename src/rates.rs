@@ -1,7 +1,8 @@
-//! Slope fits on log-log data with 95 % confidence intervals.
+//! Slope fits on log-log and semilog data with 95 % confidence intervals.
 //!
-//! A convergence rate is the slope `p` of `ln y = a + p ln x` fitted by ordinary
-//! least squares over the points whose `x` lies in a chosen window. The 95 %
+//! A convergence rate is the slope `p` of `ln y = a + p ln x` ([`fit_loglog`], algebraic
+//! rates) or of `ln y = a + p x` ([`fit_semilog`], geometric rates `y ∝ (e^p)^x`) fitted by
+//! ordinary least squares over the points whose `x` lies in a chosen window. The 95 %
 //! interval is `p ± t_{0.975, n-2} · se(p)` with the Student-t quantile and the
 //! classical standard error `se(p) = sqrt(SSE / ((n - 2) · Sxx))`.
 
@@ -94,6 +95,28 @@ pub enum RatesError {
 /// has no degrees of freedom, so no honest interval exists);
 /// [`RatesError::DegenerateX`] if all selected `x` are equal.
 pub fn fit_loglog(x: &[f64], y: &[f64], window: [f64; 2]) -> Result<SlopeFit, RatesError> {
+    fit_log_y(x, y, window, true)
+}
+
+/// Fits `ln y = a + p x` by least squares over the points with `window[0] <= x <= window[1]`
+/// (semilog: `x` linear, `y` logarithmic), so that `y ≈ e^a (e^p)^x`; a geometric decay
+/// `y_k = c q^k` gives `p = ln q`.
+///
+/// # Formula
+/// As [`fit_loglog`] with `u_i = x_i` instead of `ln x_i` (`v_i = ln y_i`):
+/// `p = Sxy / Sxx`, `a = v̄ - p ū`, `se = sqrt(SSE / ((n - 2) Sxx))`,
+/// 95 % CI `= p ± t_{0.975, n-2} · se`. The fields of the returned [`SlopeFit`] keep their
+/// meaning with `ln x` read as `x`.
+///
+/// # Errors
+/// As [`fit_loglog`], except that `x` may be zero or negative: [`RatesError::NonPositive`] is
+/// raised for a non-finite `x`, and for a selected point whose `y` is `<= 0` or not finite.
+pub fn fit_semilog(x: &[f64], y: &[f64], window: [f64; 2]) -> Result<SlopeFit, RatesError> {
+    fit_log_y(x, y, window, false)
+}
+
+/// The shared least-squares fit of `ln y` on `ln x` (`log_x`) or on `x`.
+fn fit_log_y(x: &[f64], y: &[f64], window: [f64; 2], log_x: bool) -> Result<SlopeFit, RatesError> {
     if x.len() != y.len() {
         return Err(RatesError::LengthMismatch {
             x: x.len(),
@@ -120,7 +143,7 @@ pub fn fit_loglog(x: &[f64], y: &[f64], window: [f64; 2]) -> Result<SlopeFit, Ra
         if xi < lo || xi > hi {
             continue;
         }
-        if xi <= 0.0 {
+        if log_x && xi <= 0.0 {
             return Err(RatesError::NonPositive {
                 index,
                 value: xi,
@@ -134,7 +157,7 @@ pub fn fit_loglog(x: &[f64], y: &[f64], window: [f64; 2]) -> Result<SlopeFit, Ra
                 field: "y",
             });
         }
-        u.push(xi.ln());
+        u.push(if log_x { xi.ln() } else { xi });
         v.push(yi.ln());
         used_min = used_min.min(xi);
         used_max = used_max.max(xi);
@@ -419,6 +442,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("y[2]"), "{msg}");
+    }
+
+    #[test]
+    fn semilog_recovers_geometric_rate() {
+        // y_k = 3 * 0.7^k exactly: ln y = ln 3 + k ln 0.7, also for k <= 0 (x need not be positive).
+        let x: Vec<f64> = (-3..=12).map(f64::from).collect();
+        let y: Vec<f64> = x.iter().map(|&k| 3.0 * 0.7f64.powf(k)).collect();
+        let fit = fit_semilog(&x, &y, ALL).unwrap();
+        // Exact up to rounding of ln and powf (~1e-15 relative on |ln y| <= 5).
+        assert!(
+            (fit.slope - 0.7f64.ln()).abs() < 1e-12,
+            "slope {}",
+            fit.slope
+        );
+        assert!((fit.intercept - 3f64.ln()).abs() < 1e-12);
+        assert_eq!(fit.n, 16);
+        assert_eq!(
+            fit.window.map(f64::to_bits),
+            [-3.0f64, 12.0].map(f64::to_bits)
+        );
+        // The log-log fit of the same data must refuse x <= 0.
+        assert!(matches!(
+            fit_loglog(&x, &y, ALL),
+            Err(RatesError::NonPositive { field: "x", .. })
+        ));
+        // The window selects k in [0, 5] only.
+        let part = fit_semilog(&x, &y, [0.0, 5.0]).unwrap();
+        assert_eq!(part.n, 6);
+        assert!(matches!(
+            fit_semilog(&x, &[1.0; 3], ALL),
+            Err(RatesError::LengthMismatch { x: 16, y: 3 })
+        ));
     }
 
     #[test]
