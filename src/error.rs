@@ -30,6 +30,9 @@ pub enum Error {
     /// A Lanczos approximation failed.
     #[error(transparent)]
     Lanczos(#[from] crate::lanczos::LanczosError),
+    /// A sampler failed.
+    #[error(transparent)]
+    Sampler(#[from] crate::sampler::SamplerError),
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),

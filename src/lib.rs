@@ -17,6 +17,8 @@
 //! - [`guidance`]: classifier guidance in the exact linear-Gaussian example (LGS appendix B).
 //! - [`rates`]: slope fits (log-log and semilog) with 95 % confidence intervals.
 //! - [`lanczos`]: Lanczos approximation of `C^{1/2} z` from products `v -> C v`, with its a-priori error bound.
+//! - [`score`]: the score-model seam (score and Hessian-vector products) and its call counter.
+//! - [`sampler`]: CPU reverse samplers (DDPM/DDIM, every family, hutchinson-M, LGS and its variants).
 //! - [`presets`]: the shipped data sets and the JSON mixture-file format.
 //! - [`plot`]: log-log and log-linear figures (SVG and PNG, no system fonts needed).
 //!
@@ -39,6 +41,8 @@ pub mod posterior;
 pub mod presets;
 pub mod quadrature;
 pub mod rates;
+pub mod sampler;
 pub mod schedule;
+pub mod score;
 
 pub use error::{Error, Result};

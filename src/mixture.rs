@@ -634,7 +634,7 @@ impl Mixture {
         })
     }
 
-    fn check_x(&self, x: &[f64]) -> Result<(), MixtureError> {
+    pub(crate) fn check_x(&self, x: &[f64]) -> Result<(), MixtureError> {
         if x.len() != self.dim() {
             return Err(MixtureError::DimensionMismatch {
                 field: "x",
