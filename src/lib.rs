@@ -17,6 +17,7 @@
 //! - [`guidance`]: classifier guidance in the exact linear-Gaussian example (LGS appendix B).
 //! - [`rates`]: slope fits (log-log and semilog) with 95 % confidence intervals.
 //! - [`lanczos`]: Lanczos approximation of `C^{1/2} z` from products `v -> C v`, with its a-priori error bound.
+//! - [`hutchinson`]: the expected path KL of `hutchinson-M` over its probes (Monte Carlo).
 //! - [`score`]: the score-model seam (score and Hessian-vector products) and its call counter.
 //! - [`sampler`]: CPU reverse samplers (DDPM/DDIM, every family, hutchinson-M, LGS and its variants).
 //! - [`presets`]: the shipped data sets and the JSON mixture-file format.
@@ -32,6 +33,7 @@
 pub mod covariance;
 pub mod error;
 pub mod guidance;
+pub mod hutchinson;
 pub mod lanczos;
 pub mod mixture;
 pub mod numeric;

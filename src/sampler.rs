@@ -348,6 +348,23 @@ fn plan(cfg: &SamplerConfig) -> Result<Plan, SamplerError> {
     Ok(Plan { grid, ddpm, ddim })
 }
 
+/// A per-coordinate data range for the Analytic-DPM clip of mixture data: the component
+/// means -/+ 4 standard deviations (mixture data are unbounded; the range holds all but
+/// ~6e-5 of each component's mass per coordinate).
+#[must_use]
+pub fn clip_range_of(q0: &crate::mixture::Mixture) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for c in q0.components() {
+        let cov = c.covariance();
+        for i in 0..q0.dim() {
+            let sd = cov[(i, i)].sqrt();
+            lo = lo.min(c.mean()[i] - 4.0 * sd);
+            hi = hi.max(c.mean()[i] + 4.0 * sd);
+        }
+    }
+    (lo, hi)
+}
+
 /// Rademacher probes: `v_j = +-1`.
 fn rademacher<R: Rng>(rng: &mut R, d: usize) -> Vec<f64> {
     (0..d)

@@ -168,3 +168,49 @@ fn bad_input_exits_2_naming_the_field() {
         );
     }
 }
+
+#[test]
+fn hutchinson_family_rows_and_bad_m() {
+    let d = tmp("hutch");
+    let json = d.join("h.json");
+    let out = bin()
+        .args([
+            "--data",
+            "aniso2",
+            "--families",
+            "full,hutchinson-2",
+            "--steps",
+            "16,32",
+            "--window",
+            "16,32",
+            "--hutchinson-points",
+            "200",
+            "--threads",
+            "1",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--figure")
+        .arg(d.join("h"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = v["results"].as_array().unwrap();
+    let s = |fam: &str, t: u64| {
+        rows.iter()
+            .find(|r| r["family"] == fam && r["T"] == t)
+            .and_then(|r| r["S"].as_f64())
+            .unwrap()
+    };
+    // hutchinson-M = S_diag + a non-negative excess (diag is added to the sweep for it).
+    for t in [16, 32] {
+        assert!(s("hutchinson-2", t) >= s("diag", t));
+    }
+    rejects(&["--families", "hutchinson-0"], "hutchinson-0");
+}

@@ -10,9 +10,10 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use covlab::covariance::{BetaTildeRemedy, Family};
+use covlab::hutchinson::{hutchinson_excess, HutchinsonMc};
 use covlab::path_kl::{path_kl_sweep, PathKlParams, PathKlReport, Route, RuleChoice};
 use covlab::plot::{LogLogFigure, RefSlope, Series};
-use covlab::quadrature::{LatticeParams, QmcParams};
+use covlab::quadrature::{Estimate, LatticeParams, QmcParams};
 use covlab::rates::{fit_loglog, SlopeFit};
 use covlab::schedule::Schedule;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,7 +42,8 @@ struct Args {
     /// Schedule: vp-linear, ddpm-linear(-even|-quadratic), snr-uniform, cosine.
     #[arg(long, default_value = "vp-linear")]
     schedule: String,
-    /// Comma list of families: beta, beta-tilde, analytic, diag, full.
+    /// Comma list of families: beta, beta-tilde, analytic, diag, full, hutchinson-<M>
+    /// (expected over the probes, by Monte Carlo: S_diag + a Monte Carlo excess, 2 s.e. bars).
     #[arg(long, default_value = "beta,beta-tilde,analytic,diag,full")]
     families: String,
     /// The T values (comma list).
@@ -85,7 +87,10 @@ struct Args {
     /// QMC random shifts (replicates, >= 2).
     #[arg(long, default_value_t = QmcParams::default().shifts)]
     qmc_shifts: usize,
-    /// Seed of the QMC shifts.
+    /// Monte Carlo draws of x_t per step for the hutchinson-<M> families.
+    #[arg(long, default_value_t = 4000)]
+    hutchinson_points: usize,
+    /// Seed of the QMC shifts (and of the hutchinson-<M> Monte Carlo).
     #[arg(long, default_value_t = QmcParams::default().seed)]
     seed: u64,
 }
@@ -194,7 +199,30 @@ fn run(args: &Args) -> Result<(), Outcome> {
     validate(args)?;
     let q0 = covlab::presets::load(&args.data).map_err(bad)?;
     let schedule = Schedule::from_name(&args.schedule).map_err(bad)?;
-    let families = Family::parse_list(&args.families).map_err(bad)?;
+    let mut core = Vec::new();
+    let mut hutch_m = Vec::new();
+    for name in args.families.split(',').map(str::trim) {
+        if let Some(rest) = name.strip_prefix("hutchinson-") {
+            match rest.parse::<usize>() {
+                Ok(m) if m >= 1 => hutch_m.push(m),
+                _ => {
+                    return Err(bad(anyhow::anyhow!(
+                        "--families: `{name}`: hutchinson-<M> needs an integer M >= 1"
+                    ))
+                    .into())
+                }
+            }
+        } else {
+            core.push(name);
+        }
+    }
+    if !hutch_m.is_empty() && args.hutchinson_points < 2 {
+        return Err(bad(anyhow::anyhow!("--hutchinson-points must be >= 2")).into());
+    }
+    if !hutch_m.is_empty() && !core.contains(&"diag") {
+        core.push("diag");
+    }
+    let families = Family::parse_list(&core.join(",")).map_err(bad)?;
     let remedy = BetaTildeRemedy::from_name(&args.beta_tilde_remedy).map_err(bad)?;
     let mut early_stop = args.early_stop;
     if remedy == BetaTildeRemedy::EarlyStop && early_stop == 0.0 {
@@ -253,6 +281,35 @@ fn run(args: &Args) -> Result<(), Outcome> {
         })
         .map_err(bad)?;
     bar.finish_and_clear();
+    // hutchinson-M: S_diag + the Monte Carlo excess (independent errors add in quadrature).
+    let range = covlab::sampler::clip_range_of(&q0);
+    let mut extra: Vec<(String, Vec<(usize, Estimate)>)> = Vec::new();
+    for &m in &hutch_m {
+        let mc = HutchinsonMc {
+            probes: m,
+            points: args.hutchinson_points,
+            seed: args.seed,
+            clip_range: Some(range),
+        };
+        let mut rows = Vec::new();
+        for &t in &steps {
+            let ex = pool
+                .install(|| hutchinson_excess(&q0, &schedule, t, early_stop, &mc))
+                .map_err(bad)?;
+            let d = report
+                .get(Family::Diag, t)
+                .map(|r| r.s)
+                .ok_or_else(|| Outcome::Failed(anyhow::anyhow!("S_diag missing at T = {t}")))?;
+            rows.push((
+                t,
+                Estimate {
+                    value: d.value + ex.value,
+                    err: d.err.hypot(ex.err),
+                },
+            ));
+        }
+        extra.push((format!("hutchinson-{m}"), rows));
+    }
     let wall = start.elapsed().as_secs_f64();
 
     let window = match &args.window {
@@ -270,6 +327,30 @@ fn run(args: &Args) -> Result<(), Outcome> {
         .collect();
 
     print_table(args, &report, &steps, &families, &slopes, wall, threads);
+    let extra_slopes: Vec<(String, Result<SlopeFit, String>)> = extra
+        .iter()
+        .map(|(name, rows)| {
+            let x: Vec<f64> = rows.iter().map(|r| r.0 as f64).collect();
+            let y: Vec<f64> = rows.iter().map(|r| r.1.value).collect();
+            (
+                name.clone(),
+                fit_loglog(&x, &y, window).map_err(|e| e.to_string()),
+            )
+        })
+        .collect();
+    for ((name, rows), (_, fit)) in extra.iter().zip(&extra_slopes) {
+        println!("{name} (expected over probes; err = Monte Carlo 2 s.e. + quadrature):");
+        for (t, e) in rows {
+            println!("  T = {t:>5}: S = {:.8e} +- {:.1e}", e.value, e.err);
+        }
+        match fit {
+            Ok(f) => println!(
+                "  slope {:+.4} [{:+.4}, {:+.4}]",
+                f.slope, f.ci95[0], f.ci95[1]
+            ),
+            Err(e) => println!("  no fit ({e})"),
+        }
+    }
 
     let label = data_label(&args.data);
     let mut stem = format!("path_kl_{label}");
@@ -303,8 +384,12 @@ fn run(args: &Args) -> Result<(), Outcome> {
         "terminal_kl_err": report.terminal_kl.err,
         "entropy_start": report.entropy_start,
         "entropy_end": report.entropy_end,
-        "results": report.rows.iter().map(|r| json!({"family": r.family.name(), "T": r.steps, "S": r.s.value, "err": r.s.err})).collect::<Vec<_>>(),
-        "slopes": slopes.iter().filter_map(|(f, s)| s.as_ref().ok().map(|s| json!({"family": f.name(), "window": s.window, "slope": s.slope, "ci95": s.ci95, "stderr": s.stderr, "n": s.n}))).collect::<Vec<_>>(),
+        "results": report.rows.iter().map(|r| json!({"family": r.family.name(), "T": r.steps, "S": r.s.value, "err": r.s.err}))
+            .chain(extra.iter().flat_map(|(name, rows)| rows.iter().map(move |(t, e)| json!({"family": name, "T": t, "S": if e.value.is_finite() { json!(e.value) } else { json!("inf") }, "err": e.err, "method": "S_diag + Monte Carlo excess over x_t and probes"}))))
+            .collect::<Vec<_>>(),
+        "slopes": slopes.iter().map(|(f, s)| (f.name().to_string(), s)).chain(extra_slopes.iter().map(|(n, s)| (n.clone(), s))).filter_map(|(f, s)| s.as_ref().ok().map(|s| json!({"family": f, "window": s.window, "slope": s.slope, "ci95": s.ci95, "stderr": s.stderr, "n": s.n}))).collect::<Vec<_>>(),
+        "hutchinson_points": if hutch_m.is_empty() { serde_json::Value::Null } else { json!(args.hutchinson_points) },
+        "hutchinson_clip_range": if hutch_m.is_empty() { serde_json::Value::Null } else { json!([range.0, range.1]) },
         "threads": threads,
         "wall_time_s": wall,
         "covlab_version": env!("CARGO_PKG_VERSION"),
@@ -319,7 +404,7 @@ fn run(args: &Args) -> Result<(), Outcome> {
         .with_context(|| format!("writing {}", json_path.display()))
         .map_err(Outcome::Failed)?;
     write_figure(
-        &fig_path, &label, &schedule, &report, &families, &slopes, early_stop,
+        &fig_path, &label, &schedule, &report, &families, &slopes, &extra, early_stop,
     )
     .map_err(Outcome::Failed)?;
     eprintln!(
@@ -394,9 +479,22 @@ fn write_figure(
     report: &PathKlReport,
     families: &[Family],
     slopes: &[(Family, Result<SlopeFit, String>)],
+    extra: &[(String, Vec<(usize, Estimate)>)],
     early_stop: f64,
 ) -> anyhow::Result<()> {
     let mut series = Vec::new();
+    for (i, (name, rows)) in extra.iter().enumerate() {
+        series.push(
+            Series::new(
+                name.clone(),
+                rows.iter().map(|r| r.0 as f64).collect(),
+                rows.iter().map(|r| r.1.value).collect(),
+            )
+            .with_err(rows.iter().map(|r| r.1.err).collect())
+            .dashed()
+            .with_color(families.len() + i),
+        );
+    }
     for &f in families {
         let rows: Vec<_> = report.rows.iter().filter(|r| r.family == f).collect();
         let slope = slopes
