@@ -24,6 +24,9 @@ pub enum Error {
     /// A preset or mixture file could not be loaded.
     #[error(transparent)]
     Preset(#[from] crate::presets::PresetError),
+    /// A sample metric could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),

@@ -15,6 +15,7 @@
 //! - [`quadrature`]: cubature rules for expectations over mixtures (lattice, QMC, Gauss-Hermite).
 //! - [`path_kl`]: the exact path KL (routes A and B, family offsets, terminal term).
 //! - [`rates`]: slope fits with 95 % confidence intervals.
+//! - [`metrics`]: sample-quality metrics: unbiased MMD² with standard errors, Fréchet distance, mean log-likelihood.
 //! - [`presets`]: the shipped data sets and the JSON mixture-file format.
 //! - [`plot`]: log-log figures (SVG and PNG, no system fonts needed).
 //!
@@ -27,6 +28,7 @@
 
 pub mod covariance;
 pub mod error;
+pub mod metrics;
 pub mod mixture;
 pub mod numeric;
 pub mod path_kl;
