@@ -3,4 +3,4 @@ use criterion::criterion_main;
 
 mod benchmarks;
 
-criterion_main!(benchmarks::path_kl::benches);
+criterion_main!(benchmarks::path_kl::benches, benchmarks::metrics::benches);

@@ -33,6 +33,9 @@ pub enum Error {
     /// A sampler failed.
     #[error(transparent)]
     Sampler(#[from] crate::sampler::SamplerError),
+    /// A sample metric could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),

@@ -20,6 +20,7 @@
 //! - [`hutchinson`]: the expected path KL of `hutchinson-M` over its probes (Monte Carlo).
 //! - [`score`]: the score-model seam (score and Hessian-vector products) and its call counter.
 //! - [`sampler`]: CPU reverse samplers (DDPM/DDIM, every family, hutchinson-M, LGS and its variants).
+//! - [`metrics`]: sample-quality metrics: unbiased MMD² with standard errors, Fréchet distance, mean log-likelihood.
 //! - [`presets`]: the shipped data sets and the JSON mixture-file format.
 //! - [`plot`]: log-log and log-linear figures (SVG and PNG, no system fonts needed).
 //!
@@ -35,6 +36,7 @@ pub mod error;
 pub mod guidance;
 pub mod hutchinson;
 pub mod lanczos;
+pub mod metrics;
 pub mod mixture;
 pub mod numeric;
 pub mod path_kl;

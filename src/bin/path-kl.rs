@@ -472,6 +472,7 @@ fn print_table(
     println!("wall time {wall:.2} s on {threads} threads");
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_figure(
     stem: &Path,
     label: &str,
