@@ -3,4 +3,8 @@ use criterion::criterion_main;
 
 mod benchmarks;
 
-criterion_main!(benchmarks::path_kl::benches, benchmarks::metrics::benches);
+criterion_main!(
+    benchmarks::path_kl::benches,
+    benchmarks::metrics::benches,
+    benchmarks::sampler::benches
+);

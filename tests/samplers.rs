@@ -82,6 +82,36 @@ fn full_sampler_has_the_exact_moments_on_gaussian_data() {
 }
 
 #[test]
+fn ddim_with_the_exact_clean_posterior_is_exact_on_gaussian_data() {
+    // OCM-DDIM draws x_0 ~ N(m_0, Sigma_0) and sets x_s = sqrt(abar_s) x_0 + sqrt(1 - abar_s) eps_hat
+    // with eps_hat = (x_t - sqrt(abar_t) x_0)/sqrt(1 - abar_t). With Sigma_0 = Cov(x_0 | x_t)
+    // exact (Gaussian data, `full`), (x_0, eps_hat) has the prior law, so x_s ~ q_s exactly:
+    // the same 4-standard-error tolerances as the DDPM test.
+    let q0 = gaussian3();
+    let model = MixtureScore::new(q0.clone());
+    let n = 20_000;
+    let mut cfg = SamplerConfig::new(SamplerFamily::Full, Schedule::vp_linear(), 10);
+    cfg.kernel = covlab::sampler::KernelKind::Ddim;
+    let xs = sample(&model, &cfg, n).unwrap();
+    let (mean, cov) = covlab::metrics::sample_moments(&xs).unwrap();
+    let s = q0.components()[0].covariance();
+    let m = q0.mean();
+    for i in 0..3 {
+        assert!(
+            (mean[i] - m[i]).abs() < 4.0 * (s[(i, i)] / n as f64).sqrt(),
+            "mean {mean} vs {m}"
+        );
+        for j in 0..3 {
+            let se = ((s[(i, i)] * s[(j, j)] + s[(i, j)].powi(2)) / n as f64).sqrt();
+            assert!(
+                (cov[(i, j)] - s[(i, j)]).abs() < 4.0 * se,
+                "cov {cov} vs {s}"
+            );
+        }
+    }
+}
+
+#[test]
 fn samples_are_identical_for_one_and_two_threads() {
     let model = MixtureScore::new(presets::load("mog40").unwrap());
     let mut opts = LgsOptions::new(2);

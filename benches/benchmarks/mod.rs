@@ -1,2 +1,3 @@
 pub mod metrics;
 pub mod path_kl;
+pub mod sampler;

@@ -8,8 +8,11 @@
 
 use std::path::PathBuf;
 
+mod common;
+
 use anyhow::Context;
 use clap::Parser;
+use common::{bad, failed, finish, Outcome};
 use covlab::guidance::{evaluate, Choice, GaussianExample, GuidanceParams, GuidanceRow, Init};
 use covlab::plot::{LogLogFigure, RefSlope, Series};
 use covlab::rates::{fit_loglog, SlopeFit};
@@ -81,30 +84,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => {}
-        Err(Outcome::Bad(e)) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2);
-        }
-        Err(Outcome::Failed(e)) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(1);
-        }
-    }
-}
-
-enum Outcome {
-    Bad(anyhow::Error),
-    Failed(anyhow::Error),
-}
-
-fn bad<E: Into<anyhow::Error>>(e: E) -> Outcome {
-    Outcome::Bad(e.into())
-}
-
-fn failed<E: Into<anyhow::Error>>(e: E) -> Outcome {
-    Outcome::Failed(e.into())
+    finish(run(&args));
 }
 
 fn fit_or_none(x: &[f64], y: &[f64], window: [f64; 2]) -> Option<SlopeFit> {
@@ -120,14 +100,16 @@ fn slope_json(f: &Option<SlopeFit>) -> serde_json::Value {
 
 fn run(args: &Args) -> Result<(), Outcome> {
     if args.steps.is_empty() || args.steps.contains(&0) {
-        return Err(bad(anyhow::anyhow!("--steps: every T must be >= 1")));
+        return Err(Outcome::from(bad(anyhow::anyhow!(
+            "--steps: every T must be >= 1"
+        ))));
     }
     if args.window.len() != 2
         || args.window[0].partial_cmp(&args.window[1]) != Some(std::cmp::Ordering::Less)
     {
-        return Err(bad(anyhow::anyhow!(
+        return Err(Outcome::from(bad(anyhow::anyhow!(
             "--window: expected lo,hi with lo < hi"
-        )));
+        ))));
     }
     let window = [args.window[0], args.window[1]];
     let init = Init::from_name(&args.init).map_err(bad)?;

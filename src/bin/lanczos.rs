@@ -21,8 +21,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod common;
+
 use anyhow::Context;
 use clap::Parser;
+use common::{bad, failed, finish, BadInput, Outcome};
 use covlab::lanczos::{
     fit_geometric_decay, lanczos, rho, sqrt_chebyshev_interp_error, sqrt_error_bound, sqrt_mul,
     LanczosParams, LinearOperator,
@@ -90,42 +93,9 @@ struct Args {
     timing_k: usize,
 }
 
-/// An error caused by the user's input: exit code 2.
-#[derive(Debug)]
-struct BadInput(anyhow::Error);
-
-fn bad<E: Into<anyhow::Error>>(e: E) -> BadInput {
-    BadInput(e.into())
-}
-
-enum Outcome {
-    Bad(BadInput),
-    Failed(anyhow::Error),
-}
-
-impl From<BadInput> for Outcome {
-    fn from(b: BadInput) -> Self {
-        Outcome::Bad(b)
-    }
-}
-
-fn failed<E: Into<anyhow::Error>>(e: E) -> Outcome {
-    Outcome::Failed(e.into())
-}
-
 fn main() {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => {}
-        Err(Outcome::Bad(e)) => {
-            eprintln!("error: {:#}", e.0);
-            std::process::exit(2);
-        }
-        Err(Outcome::Failed(e)) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(1);
-        }
-    }
+    finish(run(&args));
 }
 
 /// A prescribed spectrum on `[1/kappa, 1]`.

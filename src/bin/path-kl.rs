@@ -7,8 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod common;
+
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use common::{bad, finish, BadInput, Outcome};
 use covlab::covariance::{BetaTildeRemedy, Family};
 use covlab::hutchinson::{hutchinson_excess, HutchinsonMc};
 use covlab::path_kl::{path_kl_sweep, PathKlParams, PathKlReport, Route, RuleChoice};
@@ -95,38 +98,9 @@ struct Args {
     seed: u64,
 }
 
-/// An error caused by the user's input: exit code 2.
-#[derive(Debug)]
-struct BadInput(anyhow::Error);
-
-fn bad<E: Into<anyhow::Error>>(e: E) -> BadInput {
-    BadInput(e.into())
-}
-
 fn main() {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => {}
-        Err(Outcome::Bad(e)) => {
-            eprintln!("error: {:#}", e.0);
-            std::process::exit(2);
-        }
-        Err(Outcome::Failed(e)) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(1);
-        }
-    }
-}
-
-enum Outcome {
-    Bad(BadInput),
-    Failed(anyhow::Error),
-}
-
-impl From<BadInput> for Outcome {
-    fn from(b: BadInput) -> Self {
-        Outcome::Bad(b)
-    }
+    finish(run(&args));
 }
 
 fn data_label(data: &str) -> String {

@@ -5,8 +5,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod common;
+
 use anyhow::Context;
 use clap::Parser;
+use common::{bad, failed, finish, Outcome};
 use covlab::metrics::{frechet_distance_sq, mean_log_likelihood, mmd2_unbiased, MMD_BANDWIDTHS};
 use covlab::plot::{LogLogFigure, Series};
 use covlab::sampler::{
@@ -71,31 +74,9 @@ struct Args {
     figure: PathBuf,
 }
 
-enum Outcome {
-    Bad(anyhow::Error),
-    Failed(anyhow::Error),
-}
-
-fn bad<E: Into<anyhow::Error>>(e: E) -> Outcome {
-    Outcome::Bad(e.into())
-}
-fn failed<E: Into<anyhow::Error>>(e: E) -> Outcome {
-    Outcome::Failed(e.into())
-}
-
 fn main() {
     let args = Args::parse();
-    match run(&args) {
-        Ok(()) => {}
-        Err(Outcome::Bad(e)) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2);
-        }
-        Err(Outcome::Failed(e)) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(1);
-        }
-    }
+    finish(run(&args));
 }
 
 fn label(data: &str) -> String {
@@ -110,25 +91,35 @@ fn label(data: &str) -> String {
 
 fn run(args: &Args) -> Result<(), Outcome> {
     if args.steps.is_empty() || args.steps.contains(&0) {
-        return Err(bad(anyhow::anyhow!("--steps: every T must be >= 1")));
+        return Err(Outcome::from(bad(anyhow::anyhow!(
+            "--steps: every T must be >= 1"
+        ))));
     }
     if args.samples < 4 {
-        return Err(bad(anyhow::anyhow!(
+        return Err(Outcome::from(bad(anyhow::anyhow!(
             "--samples must be >= 4 (MMD standard error)"
-        )));
+        ))));
     }
     if args.analytic_samples == 0 {
-        return Err(bad(anyhow::anyhow!("--analytic-samples must be >= 1")));
+        return Err(Outcome::from(bad(anyhow::anyhow!(
+            "--analytic-samples must be >= 1"
+        ))));
     }
     if args.lgs_batch == 0 {
-        return Err(bad(anyhow::anyhow!("--lgs-batch must be >= 1")));
+        return Err(Outcome::from(bad(anyhow::anyhow!(
+            "--lgs-batch must be >= 1"
+        ))));
     }
     if !(args.lgsb_fraction > 0.0 && args.lgsb_fraction <= 1.0) {
-        return Err(bad(anyhow::anyhow!("--lgsb-fraction must be in (0, 1]")));
+        return Err(Outcome::from(bad(anyhow::anyhow!(
+            "--lgsb-fraction must be in (0, 1]"
+        ))));
     }
     if let Some(t) = args.threads {
         if t == 0 {
-            return Err(bad(anyhow::anyhow!("--threads must be >= 1")));
+            return Err(Outcome::from(bad(anyhow::anyhow!(
+                "--threads must be >= 1"
+            ))));
         }
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
@@ -139,9 +130,9 @@ fn run(args: &Args) -> Result<(), Outcome> {
         "ddpm" => KernelKind::Ddpm,
         "ddim" => KernelKind::Ddim,
         other => {
-            return Err(bad(anyhow::anyhow!(
+            return Err(Outcome::from(bad(anyhow::anyhow!(
                 "--kernel: unknown `{other}` (ddpm or ddim)"
-            )))
+            ))))
         }
     };
     let schedule = Schedule::from_name(&args.schedule).map_err(bad)?;

@@ -1,0 +1,59 @@
+//! The `samplers` binary: its JSON contract, the cost counts it reports, and bad input ->
+//! exit code 2 naming the flag or family.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_samplers"))
+}
+
+#[test]
+fn json_contract_and_costs() {
+    let d = std::env::temp_dir().join(format!("covlab-cli-samplers-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let json = d.join("s.json");
+    let out = bin()
+        .args(["--data", "aniso2", "--families", "beta,full,lgs-1,hutchinson-3", "--steps", "5,10", "--samples", "200", "--threads", "1"])
+        .arg("--json")
+        .arg(&json)
+        .arg("--figure")
+        .arg(d.join("s"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    // 1 exact floor row + 4 families x 2 T.
+    assert_eq!(rows.len(), 9);
+    for r in rows {
+        for key in ["data", "family", "T", "samples", "mmd", "mmd_se"] {
+            assert!(!r[key].is_null(), "missing {key} in {r}");
+        }
+    }
+    let per = |fam: &str, key: &str| {
+        rows.iter().find(|r| r["family"] == fam).unwrap()[key].as_f64().unwrap()
+    };
+    // The cost model: every step one score evaluation; lgs-1 one product; hutchinson-3 three.
+    assert_eq!(per("beta", "score_evals_per_step"), 1.0);
+    assert_eq!(per("lgs-1", "hvp_per_step"), 1.0);
+    assert_eq!(per("hutchinson-3", "hvp_per_step"), 3.0);
+    assert!(d.join("s_aniso2.png").exists());
+}
+
+#[test]
+fn bad_input_exits_2() {
+    for (args, needle) in [
+        (vec!["--families", "lgs-0"], "lgs-0"),
+        (vec!["--families", "hutchinson-0"], "hutchinson-0"),
+        (vec!["--families", "gauss"], "gauss"),
+        (vec!["--data", "nope"], "nope"),
+        (vec!["--kernel", "euler"], "euler"),
+        (vec!["--samples", "2"], "--samples"),
+        (vec!["--lgs-batch", "0"], "--lgs-batch"),
+    ] {
+        let out = bin().args(&args).args(["--json", "/nonexistent/x.json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
