@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use crate::mixture::{Mixture, MixtureError, Workspace};
 use crate::numeric::u_minus_ln1p;
 use crate::quadrature::Estimate;
-use crate::sampler::SamplerError;
+use crate::sampler::{clip_bounds, SamplerError};
 use crate::schedule::Schedule;
 
 /// Monte Carlo settings of [`hutchinson_excess`].
@@ -74,21 +74,11 @@ pub fn hutchinson_excess(
     }
     let grid = schedule.grid(steps, early_stop)?;
     let t = grid.steps();
-    let half_w2 = mc.clip_range.map(|(lo, hi)| ((hi - lo) / 2.0).powi(2));
     let per_step: Vec<Result<(f64, f64), MixtureError>> = (1..=t)
         .into_par_iter()
         .map(|i| {
             let st = grid.step(i);
-            let oma_s = grid.one_minus_abar(i - 1);
-            let oma_t = grid.one_minus_abar(i);
-            let lower = if oma_s > 0.0 {
-                st.b * oma_s / oma_t
-            } else {
-                0.0
-            };
-            let upper = half_w2.map_or(f64::INFINITY, |w| {
-                lower + grid.abar(i - 1) * st.b * st.b / (oma_t * oma_t) * w
-            });
+            let (lower, upper) = clip_bounds(&grid, i, mc.clip_range);
             let q = q0.marginal(grid.ln_abar[i])?;
             let d = q.dim();
             let mut rng = ChaCha8Rng::seed_from_u64(mc.seed);

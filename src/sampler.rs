@@ -321,17 +321,8 @@ fn plan(cfg: &SamplerConfig) -> Result<Plan, SamplerError> {
     let mut ddim = Vec::with_capacity(grid.steps());
     for i in 1..=grid.steps() {
         let st = grid.step(i);
-        let oma_s = grid.one_minus_abar(i - 1);
         let oma_t = grid.one_minus_abar(i);
-        let lower = if oma_s > 0.0 {
-            st.b * oma_s / oma_t
-        } else {
-            0.0
-        };
-        let abar_s = grid.abar(i - 1);
-        let upper = half_w2.map_or(f64::INFINITY, |w| {
-            lower + abar_s * st.b * st.b / (oma_t * oma_t) * w
-        });
+        let (lower, upper) = clip_bounds(&grid, i, cfg.clip_range);
         ddpm.push(KernelGeom {
             a2: st.a2,
             b: st.b,
@@ -363,6 +354,26 @@ pub fn clip_range_of(q0: &crate::mixture::Mixture) -> (f64, f64) {
         }
     }
     (lo, hi)
+}
+
+/// The Analytic-DPM variance bounds of step `i` (from `t_{i-1}` to `t_i`):
+/// `lower = sigma~^2 = b (1 - abar_s) / (1 - abar_t)` (0 at a degenerate last step) and
+/// `upper = lower + abar_s b^2 / (1 - abar_t)^2 ((hi - lo)/2)^2` for the data range
+/// `[lo, hi]` (`inf` without one).
+#[must_use]
+pub fn clip_bounds(grid: &Grid, i: usize, range: Option<(f64, f64)>) -> (f64, f64) {
+    let st = grid.step(i);
+    let oma_s = grid.one_minus_abar(i - 1);
+    let oma_t = grid.one_minus_abar(i);
+    let lower = if oma_s > 0.0 {
+        st.b * oma_s / oma_t
+    } else {
+        0.0
+    };
+    let upper = range.map_or(f64::INFINITY, |(lo, hi)| {
+        lower + grid.abar(i - 1) * st.b * st.b / (oma_t * oma_t) * ((hi - lo) / 2.0).powi(2)
+    });
+    (lower, upper)
 }
 
 /// Rademacher probes: `v_j = +-1`.

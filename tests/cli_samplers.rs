@@ -13,15 +13,31 @@ fn json_contract_and_costs() {
     std::fs::create_dir_all(&d).unwrap();
     let json = d.join("s.json");
     let out = bin()
-        .args(["--data", "aniso2", "--families", "beta,full,lgs-1,hutchinson-3", "--steps", "5,10", "--samples", "200", "--threads", "1"])
+        .args([
+            "--data",
+            "aniso2",
+            "--families",
+            "beta,full,lgs-1,hutchinson-3",
+            "--steps",
+            "5,10",
+            "--samples",
+            "200",
+            "--threads",
+            "1",
+        ])
         .arg("--json")
         .arg(&json)
         .arg("--figure")
         .arg(d.join("s"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = v["rows"].as_array().unwrap();
     // 1 exact floor row + 4 families x 2 T.
     assert_eq!(rows.len(), 9);
@@ -31,7 +47,9 @@ fn json_contract_and_costs() {
         }
     }
     let per = |fam: &str, key: &str| {
-        rows.iter().find(|r| r["family"] == fam).unwrap()[key].as_f64().unwrap()
+        rows.iter().find(|r| r["family"] == fam).unwrap()[key]
+            .as_f64()
+            .unwrap()
     };
     // The cost model: every step one score evaluation; lgs-1 one product; hutchinson-3 three.
     assert_eq!(per("beta", "score_evals_per_step"), 1.0);
@@ -51,7 +69,11 @@ fn bad_input_exits_2() {
         (vec!["--samples", "2"], "--samples"),
         (vec!["--lgs-batch", "0"], "--lgs-batch"),
     ] {
-        let out = bin().args(&args).args(["--json", "/nonexistent/x.json"]).output().unwrap();
+        let out = bin()
+            .args(&args)
+            .args(["--json", "/nonexistent/x.json"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
