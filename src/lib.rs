@@ -18,6 +18,7 @@
 //! - [`rates`]: slope fits (log-log and semilog) with 95 % confidence intervals.
 //! - [`lanczos`]: Lanczos approximation of `C^{1/2} z` from products `v -> C v`, with its a-priori error bound.
 //! - [`hutchinson`]: the expected path KL of `hutchinson-M` over its probes (Monte Carlo).
+//! - [`lowrank`]: mixtures with low-rank-plus-diagonal components (Woodbury; O(K D r) score and HVP) for image-sized D.
 //! - [`score`]: the score-model seam (score and Hessian-vector products) and its call counter.
 //! - [`sampler`]: CPU reverse samplers (DDPM/DDIM, every family, hutchinson-M, LGS and its variants).
 //! - [`metrics`]: sample-quality metrics: unbiased MMD² with standard errors, Fréchet distance, mean log-likelihood.
@@ -36,6 +37,7 @@ pub mod error;
 pub mod guidance;
 pub mod hutchinson;
 pub mod lanczos;
+pub mod lowrank;
 pub mod metrics;
 pub mod mixture;
 pub mod numeric;

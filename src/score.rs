@@ -74,12 +74,55 @@ pub trait ScoreModel: Sync {
     fn at(&self, x: &[f64], ln_abar: f64) -> Result<Self::Local<'_>, MixtureError>;
 }
 
+/// Forward marginals built once per time, keyed by the bits of `ln abar_t`, shared between
+/// threads.
+#[derive(Debug)]
+pub struct MarginalCache<M> {
+    map: RwLock<HashMap<u64, Arc<M>>>,
+}
+
+impl<M> Default for MarginalCache<M> {
+    fn default() -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<M> MarginalCache<M> {
+    /// The marginal at `ln_abar`, built by `build` on first use.
+    ///
+    /// # Errors
+    /// Whatever `build` returns.
+    pub fn get_or_build<E>(
+        &self,
+        ln_abar: f64,
+        build: impl FnOnce() -> Result<M, E>,
+    ) -> Result<Arc<M>, E> {
+        let key = ln_abar.to_bits();
+        if let Some(m) = self
+            .map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(Arc::clone(m));
+        }
+        let m = Arc::new(build()?);
+        self.map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, Arc::clone(&m));
+        Ok(m)
+    }
+}
+
 /// The exact score model of a Gaussian mixture `q_0`: `q_t` is the forward marginal, built
 /// once per time and cached (keyed by the bits of `ln abar_t`).
 #[derive(Debug)]
 pub struct MixtureScore {
     q0: Mixture,
-    marginals: RwLock<HashMap<u64, Arc<Mixture>>>,
+    marginals: MarginalCache<Mixture>,
 }
 
 impl MixtureScore {
@@ -88,7 +131,7 @@ impl MixtureScore {
     pub fn new(q0: Mixture) -> Self {
         Self {
             q0,
-            marginals: RwLock::new(HashMap::new()),
+            marginals: MarginalCache::default(),
         }
     }
 
@@ -103,21 +146,8 @@ impl MixtureScore {
     /// # Errors
     /// As [`Mixture::marginal`].
     pub fn marginal(&self, ln_abar: f64) -> Result<Arc<Mixture>, MixtureError> {
-        let key = ln_abar.to_bits();
-        if let Some(m) = self
-            .marginals
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-        {
-            return Ok(Arc::clone(m));
-        }
-        let m = Arc::new(self.q0.marginal(ln_abar)?);
         self.marginals
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, Arc::clone(&m));
-        Ok(m)
+            .get_or_build(ln_abar, || self.q0.marginal(ln_abar))
     }
 }
 

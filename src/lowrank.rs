@@ -1,0 +1,439 @@
+//! Gaussian mixtures with low-rank-plus-diagonal components, for image-sized D.
+//!
+//! Component `k`: `N(mu_k, Sigma_k)`, `Sigma_k = U_k U_k^T + diag(d_k)`, `U_k` of size
+//! `D x r_k`, `d_k > 0`. Everything costs `O(D r)` per component and point, by the Woodbury
+//! identity and the matrix determinant lemma with the capacitance `M = I_r + U^T D^{-1} U`:
+//!
+//! ```text
+//! Sigma^{-1} v = D^{-1} v - D^{-1} U M^{-1} U^T D^{-1} v,
+//! ln det Sigma = sum_i ln d_i + ln det M.
+//! ```
+//!
+//! The forward marginal stays in the class: `Sigma_t = (sqrt(abar) U)(sqrt(abar) U)^T +
+//! diag(abar d + 1 - abar)`, mean `sqrt(abar) mu`. Score and Hessian-vector products of the
+//! mixture, with responsibilities `r_k` and `g_k = -Sigma_k^{-1}(x - mu_k)`:
+//!
+//! ```text
+//! g = sum_k r_k g_k,    H v = sum_k r_k (-Sigma_k^{-1} v + g_k (g_k . v)) - g (g . v),
+//! ```
+//!
+//! in `O(K D r)`. [`LowRankScore`] implements the samplers' [`ScoreModel`] seam with them.
+
+use std::sync::Arc;
+
+use nalgebra::{Cholesky, DMatrix, DVector, Dyn};
+use rand::Rng;
+use rand_distr::StandardNormal;
+use thiserror::Error;
+
+use crate::mixture::MixtureError;
+use crate::score::{LocalScore, MarginalCache, ScoreModel};
+
+/// Errors of low-rank mixtures, naming the field and component.
+#[derive(Debug, Error, PartialEq)]
+#[non_exhaustive]
+pub enum LowRankError {
+    /// Shapes disagree.
+    #[error("low-rank mixture: `{field}[{index}]` has {found} rows, expected {expected}")]
+    Shape {
+        /// The field (`means`, `factors`, `diagonals`).
+        field: &'static str,
+        /// The component.
+        index: usize,
+        /// Rows found.
+        found: usize,
+        /// Rows expected.
+        expected: usize,
+    },
+    /// A non-finite entry.
+    #[error("low-rank mixture: `{field}[{index}]` has a non-finite entry")]
+    NonFinite {
+        /// The field.
+        field: &'static str,
+        /// The component.
+        index: usize,
+    },
+    /// A diagonal entry is not positive.
+    #[error("low-rank mixture: `diagonals[{index}]` entry {entry} = {value} must be > 0")]
+    NonPositiveDiagonal {
+        /// The component.
+        index: usize,
+        /// The entry.
+        entry: usize,
+        /// The value.
+        value: f64,
+    },
+    /// Bad weights or counts.
+    #[error("low-rank mixture: {0}")]
+    Weights(String),
+}
+
+/// One component `N(mu, U U^T + diag(d))` with its Woodbury factors.
+#[derive(Clone, Debug)]
+pub struct LowRankComponent {
+    mean: DVector<f64>,
+    u: DMatrix<f64>,
+    d: DVector<f64>,
+    /// `D^{-1} U`.
+    dinv_u: DMatrix<f64>,
+    /// Cholesky of the capacitance `M = I + U^T D^{-1} U`.
+    chol_m: Cholesky<f64, Dyn>,
+    ln_det: f64,
+}
+
+impl LowRankComponent {
+    /// Builds the component.
+    ///
+    /// # Errors
+    /// Shapes, non-finite entries, `d_i <= 0` (named with component `index`).
+    pub fn new(
+        index: usize,
+        mean: DVector<f64>,
+        u: DMatrix<f64>,
+        d: DVector<f64>,
+    ) -> Result<Self, LowRankError> {
+        let dim = mean.len();
+        for (field, rows) in [("factors", u.nrows()), ("diagonals", d.len())] {
+            if rows != dim {
+                return Err(LowRankError::Shape {
+                    field,
+                    index,
+                    found: rows,
+                    expected: dim,
+                });
+            }
+        }
+        for (field, finite) in [
+            ("means", mean.iter().all(|v| v.is_finite())),
+            ("factors", u.iter().all(|v| v.is_finite())),
+            ("diagonals", d.iter().all(|v| v.is_finite())),
+        ] {
+            if !finite {
+                return Err(LowRankError::NonFinite { field, index });
+            }
+        }
+        if let Some((entry, &value)) = d.iter().enumerate().find(|(_, v)| **v <= 0.0) {
+            return Err(LowRankError::NonPositiveDiagonal {
+                index,
+                entry,
+                value,
+            });
+        }
+        let dinv_u = DMatrix::from_fn(dim, u.ncols(), |i, j| u[(i, j)] / d[i]);
+        let m = DMatrix::identity(u.ncols(), u.ncols()) + u.transpose() * &dinv_u;
+        let chol_m = Cholesky::new((&m + m.transpose()) * 0.5).ok_or_else(|| {
+            LowRankError::Weights(format!("component {index}: capacitance not SPD"))
+        })?;
+        let ln_det_m: f64 = 2.0 * chol_m.l().diagonal().iter().map(|v| v.ln()).sum::<f64>();
+        let ln_det = d.iter().map(|v| v.ln()).sum::<f64>() + ln_det_m;
+        Ok(Self {
+            mean,
+            u,
+            d,
+            dinv_u,
+            chol_m,
+            ln_det,
+        })
+    }
+
+    /// The mean.
+    #[must_use]
+    pub fn mean(&self) -> &DVector<f64> {
+        &self.mean
+    }
+
+    /// The factor `U`.
+    #[must_use]
+    pub fn factor(&self) -> &DMatrix<f64> {
+        &self.u
+    }
+
+    /// The diagonal `d`.
+    #[must_use]
+    pub fn diagonal(&self) -> &DVector<f64> {
+        &self.d
+    }
+
+    /// `ln det Sigma`.
+    #[must_use]
+    pub fn ln_det(&self) -> f64 {
+        self.ln_det
+    }
+
+    /// The dense covariance `U U^T + diag(d)` (for tests and small D).
+    #[must_use]
+    pub fn covariance(&self) -> DMatrix<f64> {
+        &self.u * self.u.transpose() + DMatrix::from_diagonal(&self.d)
+    }
+
+    /// `Sigma^{-1} v` by Woodbury.
+    #[must_use]
+    pub fn precision_mul(&self, v: &DVector<f64>) -> DVector<f64> {
+        let dv = v.component_div(&self.d);
+        let w = self.chol_m.solve(&(self.u.transpose() * &dv));
+        dv - &self.dinv_u * w
+    }
+
+    /// The forward marginal component at `abar`: mean `sqrt(abar) mu`, factor `sqrt(abar) U`,
+    /// diagonal `abar d + (1 - abar)` (`one_minus_abar` passed without cancellation).
+    ///
+    /// # Errors
+    /// Never for a valid component and `0 < abar <= 1`.
+    pub fn forward(
+        &self,
+        index: usize,
+        abar: f64,
+        one_minus_abar: f64,
+    ) -> Result<Self, LowRankError> {
+        let s = abar.sqrt();
+        Self::new(
+            index,
+            &self.mean * s,
+            &self.u * s,
+            self.d.map(|v| abar * v + one_minus_abar),
+        )
+    }
+}
+
+/// A mixture of [`LowRankComponent`]s.
+#[derive(Clone, Debug)]
+pub struct LowRankMixture {
+    weights: Vec<f64>,
+    ln_weights: Vec<f64>,
+    components: Vec<LowRankComponent>,
+}
+
+impl LowRankMixture {
+    /// Builds the mixture.
+    ///
+    /// # Errors
+    /// Empty, counts differ, weights negative / non-finite / not summing to 1 (within 1e-9),
+    /// dimensions differ.
+    pub fn new(weights: Vec<f64>, components: Vec<LowRankComponent>) -> Result<Self, LowRankError> {
+        if components.is_empty() || weights.len() != components.len() {
+            return Err(LowRankError::Weights(format!(
+                "{} weights for {} components (need equal, >= 1)",
+                weights.len(),
+                components.len()
+            )));
+        }
+        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            return Err(LowRankError::Weights(
+                "`weights` must be finite and >= 0".into(),
+            ));
+        }
+        let sum: f64 = weights.iter().sum();
+        if (sum - 1.0).abs() > 1e-9 {
+            return Err(LowRankError::Weights(format!(
+                "`weights` sum to {sum}, not 1"
+            )));
+        }
+        let dim = components[0].mean.len();
+        for (index, c) in components.iter().enumerate() {
+            if c.mean.len() != dim {
+                return Err(LowRankError::Shape {
+                    field: "means",
+                    index,
+                    found: c.mean.len(),
+                    expected: dim,
+                });
+            }
+        }
+        Ok(Self {
+            ln_weights: weights.iter().map(|w| w.ln()).collect(),
+            weights,
+            components,
+        })
+    }
+
+    /// The dimension D.
+    #[must_use]
+    pub fn dim(&self) -> usize {
+        self.components[0].mean.len()
+    }
+
+    /// The weights.
+    #[must_use]
+    pub fn weights(&self) -> &[f64] {
+        &self.weights
+    }
+
+    /// The components.
+    #[must_use]
+    pub fn components(&self) -> &[LowRankComponent] {
+        &self.components
+    }
+
+    /// The forward marginal `q_t` at `ln abar_t`.
+    ///
+    /// # Errors
+    /// As [`LowRankComponent::forward`].
+    pub fn marginal(&self, ln_abar: f64) -> Result<Self, LowRankError> {
+        let abar = ln_abar.exp();
+        let oma = -ln_abar.exp_m1();
+        let components = self
+            .components
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.forward(i, abar, oma))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            weights: self.weights.clone(),
+            ln_weights: self.ln_weights.clone(),
+            components,
+        })
+    }
+
+    /// Per component: `ln pi_k + ln N_k(x)` and `g_k = -Sigma_k^{-1}(x - mu_k)`.
+    fn terms(&self, x: &DVector<f64>) -> (Vec<f64>, Vec<DVector<f64>>) {
+        let c0 = -0.5 * self.dim() as f64 * (2.0 * std::f64::consts::PI).ln();
+        let mut t = Vec::with_capacity(self.components.len());
+        let mut g = Vec::with_capacity(self.components.len());
+        for (k, c) in self.components.iter().enumerate() {
+            let r = x - &c.mean;
+            let p = c.precision_mul(&r);
+            t.push(self.ln_weights[k] + c0 - 0.5 * (r.dot(&p) + c.ln_det));
+            g.push(-p);
+        }
+        (t, g)
+    }
+
+    /// `ln q(x)` by log-sum-exp.
+    ///
+    /// # Errors
+    /// Dimension mismatch or non-finite `x`.
+    pub fn ln_pdf(&self, x: &[f64]) -> Result<f64, MixtureError> {
+        let xv = self.check(x)?;
+        Ok(crate::numeric::log_sum_exp(&self.terms(&xv).0))
+    }
+
+    fn check(&self, x: &[f64]) -> Result<DVector<f64>, MixtureError> {
+        if x.len() != self.dim() {
+            return Err(MixtureError::DimensionMismatch {
+                field: "x",
+                index: 0,
+                found: x.len(),
+                expected: self.dim(),
+            });
+        }
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(MixtureError::NonFinite {
+                field: "x",
+                index: 0,
+            });
+        }
+        Ok(DVector::from_column_slice(x))
+    }
+
+    /// Local score information at `x` (responsibilities, `g_k`, `g`).
+    ///
+    /// # Errors
+    /// Dimension mismatch or non-finite `x`.
+    pub fn local(self: &Arc<Self>, x: &[f64]) -> Result<LowRankLocal, MixtureError> {
+        let xv = self.check(x)?;
+        let (t, gk) = self.terms(&xv);
+        let m = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut resp: Vec<f64> = t.iter().map(|v| (v - m).exp()).collect();
+        let s: f64 = resp.iter().sum();
+        resp.iter_mut().for_each(|r| *r /= s);
+        let mut g = DVector::zeros(self.dim());
+        for (r, gk) in resp.iter().zip(&gk) {
+            g.axpy(*r, gk, 1.0);
+        }
+        Ok(LowRankLocal {
+            mixture: Arc::clone(self),
+            resp,
+            gk,
+            score: g.as_slice().to_vec(),
+        })
+    }
+
+    /// Exact draws.
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R, n: usize) -> Vec<DVector<f64>> {
+        let mut cdf = Vec::with_capacity(self.weights.len());
+        let mut acc = 0.0;
+        for w in &self.weights {
+            acc += w;
+            cdf.push(acc);
+        }
+        (0..n)
+            .map(|_| {
+                let u: f64 = rng.gen::<f64>() * acc;
+                let k = cdf.iter().position(|&c| u < c).unwrap_or(cdf.len() - 1);
+                let c = &self.components[k];
+                let zr = DVector::from_fn(c.u.ncols(), |_, _| rng.sample(StandardNormal));
+                let zd = DVector::from_fn(self.dim(), |i, _| {
+                    c.d[i].sqrt() * rng.sample::<f64, _>(StandardNormal)
+                });
+                &c.mean + &c.u * zr + zd
+            })
+            .collect()
+    }
+}
+
+/// Score information of a [`LowRankMixture`] at one point.
+#[derive(Clone, Debug)]
+pub struct LowRankLocal {
+    mixture: Arc<LowRankMixture>,
+    resp: Vec<f64>,
+    gk: Vec<DVector<f64>>,
+    score: Vec<f64>,
+}
+
+impl LocalScore for LowRankLocal {
+    fn score(&self) -> &[f64] {
+        &self.score
+    }
+
+    fn hvp(&self, v: &[f64], out: &mut [f64]) {
+        let vv = DVector::from_column_slice(v);
+        let g = DVector::from_column_slice(&self.score);
+        let mut h = -&g * g.dot(&vv);
+        for (k, c) in self.mixture.components.iter().enumerate() {
+            let r = self.resp[k];
+            // Components below e^-60 relative contribute below 1e-26: skipped.
+            if r < 1e-26 {
+                continue;
+            }
+            let pv = c.precision_mul(&vv);
+            h.axpy(-r, &pv, 1.0);
+            h.axpy(r * self.gk[k].dot(&vv), &self.gk[k], 1.0);
+        }
+        out.copy_from_slice(h.as_slice());
+    }
+}
+
+/// The exact score model of a [`LowRankMixture`] (marginals cached per time).
+#[derive(Debug)]
+pub struct LowRankScore {
+    q0: LowRankMixture,
+    cache: MarginalCache<LowRankMixture>,
+}
+
+impl LowRankScore {
+    /// Wraps `q0`.
+    #[must_use]
+    pub fn new(q0: LowRankMixture) -> Self {
+        Self {
+            q0,
+            cache: MarginalCache::default(),
+        }
+    }
+}
+
+impl ScoreModel for LowRankScore {
+    type Local<'a> = LowRankLocal;
+
+    fn dim(&self) -> usize {
+        self.q0.dim()
+    }
+
+    fn at(&self, x: &[f64], ln_abar: f64) -> Result<LowRankLocal, MixtureError> {
+        let q = self.cache.get_or_build(ln_abar, || {
+            self.q0
+                .marginal(ln_abar)
+                .map_err(|_| MixtureError::BadAbar(ln_abar.exp()))
+        })?;
+        q.local(x)
+    }
+}
