@@ -36,6 +36,9 @@ pub enum Error {
     /// A sample metric could not be computed.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    /// An image preset could not be built.
+    #[error(transparent)]
+    ImageData(#[from] crate::image_data::ImageDataError),
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),

@@ -19,6 +19,7 @@
 //! - [`lanczos`]: Lanczos approximation of `C^{1/2} z` from products `v -> C v`, with its a-priori error bound.
 //! - [`hutchinson`]: the expected path KL of `hutchinson-M` over its probes (Monte Carlo).
 //! - [`lowrank`]: mixtures with low-rank-plus-diagonal components (Woodbury; O(K D r) score and HVP) for image-sized D.
+//! - [`image_data`]: image-sized low-rank mixtures: `digits8`, `digits32` (UCI digits, embedded), `synth3x32`.
 //! - [`score`]: the score-model seam (score and Hessian-vector products) and its call counter.
 //! - [`sampler`]: CPU reverse samplers (DDPM/DDIM, every family, hutchinson-M, LGS and its variants).
 //! - [`metrics`]: sample-quality metrics: unbiased MMD² with standard errors, Fréchet distance, mean log-likelihood.
@@ -36,6 +37,7 @@ pub mod covariance;
 pub mod error;
 pub mod guidance;
 pub mod hutchinson;
+pub mod image_data;
 pub mod lanczos;
 pub mod lowrank;
 pub mod metrics;
