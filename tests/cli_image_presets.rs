@@ -11,7 +11,11 @@ fn grids_and_bad_preset() {
         .arg(&d)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(d.join("samples_digits8.png").exists());
     let out = Command::new(env!("CARGO_BIN_EXE_image-presets"))
         .args(["--presets", "cifar10"])

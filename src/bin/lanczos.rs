@@ -12,7 +12,9 @@
 //!   20-step grid) and the covariance of the clean-data posterior `q(x_0 | x_t)`,
 //!   `C = (b^2 H + b I) / a^2` with `a^2 = abar_t`, `b = 1 - abar_t`, applied matrix-free through
 //!   the Hessian-vector product of `ln q_t` (what a sampler does); reference from the dense
-//!   eigendecomposition of the same `C` (the presets have D = 2 and 6, so `k <= D`).
+//!   eigendecomposition of the same `C` (mog40 and mix6 have D = 2 and 6, so `k <= D`; the
+//!   image presets `digits8` (D = 64) and `digits32` (D = 1024) are low-rank mixtures whose
+//!   `C` is assembled densely from D products for the reference).
 //!
 //! The error is normalised by `||z||` (`||C^{1/2} z - y_k|| / ||z||`) so that it is comparable
 //! with the bound. Also times one Lanczos `C^{1/2} z` against a dense symmetric
@@ -30,10 +32,12 @@ use covlab::lanczos::{
     fit_geometric_decay, lanczos, rho, sqrt_chebyshev_interp_error, sqrt_error_bound, sqrt_mul,
     LanczosParams, LinearOperator,
 };
+use covlab::lowrank::{LowRankLocal, LowRankMixture};
 use covlab::mixture::Mixture;
 use covlab::plot::{LogLinFigure, Series};
 use covlab::posterior::tweedie_moments;
 use covlab::schedule::{Schedule, Step};
+use covlab::score::LocalScore;
 use indicatif::{ProgressBar, ProgressStyle};
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 use rand::{Rng, SeedableRng};
@@ -41,6 +45,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// Householder reflections whose product is the eigenvector matrix `V` of a synthetic case.
 const REFLECTORS: usize = 16;
@@ -83,7 +88,11 @@ struct Args {
     #[arg(long, default_value_t = 40)]
     kmax: usize,
     /// Mixture presets or mixture JSON files for the posterior part (comma list; "" for none).
-    #[arg(long, value_delimiter = ',', default_value = "mog40,mix6")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mog40,mix6,digits8,digits32"
+    )]
     data: Vec<String>,
     /// D of the timing run (Lanczos vs dense eigendecomposition); 0 skips it.
     #[arg(long, default_value_t = 3072)]
@@ -231,6 +240,32 @@ impl LinearOperator for TweedieOperator<'_> {
     }
 }
 
+/// `v -> (b^2 H v + b v) / a^2` through a low-rank mixture's local Hessian-vector product.
+struct LocalTweedieOperator<'a> {
+    local: &'a LowRankLocal,
+    step: Step,
+}
+
+impl LinearOperator for LocalTweedieOperator<'_> {
+    fn dim(&self) -> usize {
+        self.local.score().len()
+    }
+
+    fn apply(&self, v: &[f64], out: &mut [f64]) {
+        let (a2, b) = (self.step.a2, self.step.b);
+        self.local.hvp(v, out);
+        for (o, vi) in out.iter_mut().zip(v) {
+            *o = (b * b * *o + b * vi) / a2;
+        }
+    }
+}
+
+/// The data of a mixture case: a dense-component preset or an image (low-rank) preset.
+enum CaseData {
+    Dense(Mixture),
+    LowRank(Arc<LowRankMixture>),
+}
+
 /// One study case, ready to run.
 enum CaseSpec {
     Synthetic {
@@ -242,7 +277,7 @@ enum CaseSpec {
     },
     Mixture {
         label: String,
-        q0: Mixture,
+        q0: Arc<CaseData>,
         x_t: Vec<f64>,
         tau: f64,
         ln_abar: f64,
@@ -416,10 +451,34 @@ fn run_case(spec: &CaseSpec, seed: u64, stream: u64, kmax: usize) -> anyhow::Res
             tau,
             ln_abar,
         } => {
-            let d = q0.dim();
             let step = Step::from_ln_abar(0.0, *ln_abar);
-            let marginal = q0.marginal(*ln_abar)?;
-            let cov = tweedie_moments(&marginal, &step, x_t)?.cov;
+            // The operator and the dense C of the reference.
+            let (d, cov, dense_marginal, lowrank_local) = match q0.as_ref() {
+                CaseData::Dense(q0) => {
+                    let marginal = q0.marginal(*ln_abar)?;
+                    let cov = tweedie_moments(&marginal, &step, x_t)?.cov;
+                    (q0.dim(), cov, Some(marginal), None)
+                }
+                CaseData::LowRank(q0) => {
+                    let marginal = Arc::new(q0.marginal(*ln_abar)?);
+                    let local = marginal.local(x_t)?;
+                    let d = q0.dim();
+                    let op = LocalTweedieOperator {
+                        local: &local,
+                        step,
+                    };
+                    let mut cov = DMatrix::zeros(d, d);
+                    let mut e = vec![0.0; d];
+                    let mut col = vec![0.0; d];
+                    for j in 0..d {
+                        e[j] = 1.0;
+                        op.apply(&e, &mut col);
+                        e[j] = 0.0;
+                        cov.column_mut(j).copy_from_slice(&col);
+                    }
+                    (d, cov, None, Some(local))
+                }
+            };
             let cov = (&cov + cov.transpose()) * 0.5;
             let eig = SymmetricEigen::try_new(cov, f64::EPSILON, 0).ok_or_else(|| {
                 anyhow::anyhow!("{label} at tau = {tau}: eigendecomposition did not converge")
@@ -437,10 +496,14 @@ fn run_case(spec: &CaseSpec, seed: u64, stream: u64, kmax: usize) -> anyhow::Res
             .iter()
             .copied()
             .collect();
-            let op = TweedieOperator {
-                marginal: &marginal,
-                x_t,
-                step,
+            let op: Box<dyn LinearOperator + '_> = match (&dense_marginal, &lowrank_local) {
+                (Some(marginal), _) => Box::new(TweedieOperator {
+                    marginal,
+                    x_t,
+                    step,
+                }),
+                (None, Some(local)) => Box::new(LocalTweedieOperator { local, step }),
+                (None, None) => anyhow::bail!("no operator"),
             };
             let kmax = kmax.min(d);
             let SweepOut {
@@ -450,7 +513,7 @@ fn run_case(spec: &CaseSpec, seed: u64, stream: u64, kmax: usize) -> anyhow::Res
                 bound_interp,
                 steps_done,
                 terminated_early,
-            } = sweep(&op, &z, &want, kmax, lmin, lmax)?;
+            } = sweep(op.as_ref(), &z, &want, kmax, lmin, lmax)?;
             Ok(CaseResult {
                 name: format!("{label}_tau{tau:.1}"),
                 spectrum: "posterior q(x_0|x_t)".to_string(),
@@ -504,12 +567,20 @@ fn build_cases(args: &Args) -> Result<Vec<CaseSpec>, Outcome> {
         .grid(TRAJ_STEPS, 0.0)
         .map_err(failed)?;
     for (data_index, data) in args.data.iter().filter(|s| !s.is_empty()).enumerate() {
-        let q0 = covlab::presets::load(data).map_err(bad)?;
         let label = data_label(data);
         // Trajectory streams come after all case streams: 1_000_000 + data index.
         let mut rng = rng_for(args.seed, 1_000_000 + data_index as u64);
-        let mut x: Vec<f64> = q0
-            .sample(&mut rng, 1)
+        let (q0, first) = if covlab::image_data::shape(data).is_some() {
+            let q = covlab::image_data::load(data).map_err(bad)?;
+            let x0 = q.sample(&mut rng, 1);
+            (CaseData::LowRank(Arc::new(q)), x0)
+        } else {
+            let q = covlab::presets::load(data).map_err(bad)?;
+            let x0 = q.sample(&mut rng, 1);
+            (CaseData::Dense(q), x0)
+        };
+        let q0 = Arc::new(q0);
+        let mut x: Vec<f64> = first
             .first()
             .map(|v| v.iter().copied().collect())
             .ok_or_else(|| failed(anyhow::anyhow!("no sample drawn from {label}")))?;
@@ -523,7 +594,7 @@ fn build_cases(args: &Args) -> Result<Vec<CaseSpec>, Outcome> {
             if TRAJ_RECORD.contains(&i) {
                 cases.push(CaseSpec::Mixture {
                     label: label.clone(),
-                    q0: q0.clone(),
+                    q0: Arc::clone(&q0),
                     x_t: x.clone(),
                     tau: grid.times[i],
                     ln_abar: grid.ln_abar[i],
