@@ -15,7 +15,8 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-/// A small study (D = 50, kappa = 10, k <= 10, both presets, timing at D = 64) into `dir`.
+/// A small study (D = 50, kappa = 10, k <= 10, the mog40 and mix6 presets and the image
+/// preset digits8, timing at D = 64) into `dir`.
 fn small_run(dir: &Path, threads: &str) -> (Output, serde_json::Value) {
     let json = dir.join("out.json");
     let out = bin()
@@ -30,6 +31,8 @@ fn small_run(dir: &Path, threads: &str) -> (Output, serde_json::Value) {
             "64",
             "--timing-k",
             "5",
+            "--data",
+            "mog40,mix6,digits8",
             "--threads",
             threads,
         ])
@@ -56,7 +59,7 @@ fn json_contract_bound_and_thread_independence() {
     assert_eq!(v["error_normalisation"], "||z||");
     let cases = v["cases"].as_array().expect("cases");
     // 2 spectra x 1 D x 1 kappa + 2 presets x 3 times.
-    assert_eq!(cases.len(), 8);
+    assert_eq!(cases.len(), 11);
     for c in cases {
         let name = c["name"].as_str().expect("name");
         let dim = c["D"].as_u64().expect("D") as usize;
