@@ -10,14 +10,16 @@ mod common;
 use anyhow::Context;
 use clap::Parser;
 use common::{bad, failed, finish, Outcome};
+use covlab::lowrank::LowRankScore;
 use covlab::metrics::{frechet_distance_sq, mean_log_likelihood, mmd2_unbiased, MMD_BANDWIDTHS};
 use covlab::plot::{LogLogFigure, Series};
 use covlab::sampler::{
     analytic_trace_table, clip_range_of, sample, KernelKind, SamplerConfig, SamplerFamily,
 };
 use covlab::schedule::Schedule;
-use covlab::score::{Counted, MixtureScore};
+use covlab::score::{Counted, MixtureScore, ScoreModel};
 use indicatif::{ProgressBar, ProgressStyle};
+use nalgebra::DVector;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -154,8 +156,12 @@ fn run(args: &Args) -> Result<(), Outcome> {
         .map_err(bad)?;
     let mut datas = Vec::new();
     for d in &args.data {
-        let q0 = covlab::presets::load(d).map_err(bad)?;
-        datas.push((label(d), q0));
+        let data = if covlab::image_data::shape(d).is_some() {
+            Data::LowRank(covlab::image_data::load(d).map_err(bad)?)
+        } else {
+            Data::Dense(covlab::presets::load(d).map_err(bad)?)
+        };
+        datas.push((label(d), data));
     }
     for &t in &args.steps {
         schedule.grid(t, 0.0).map_err(bad)?;
@@ -169,63 +175,46 @@ fn run(args: &Args) -> Result<(), Outcome> {
     );
     let t_all = Instant::now();
     let mut rows = Vec::new();
-    for (name, q0) in &datas {
-        let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0x5eed_0000);
-        let reference = q0.sample(&mut rng, args.samples);
-        let mut rng2 = ChaCha8Rng::seed_from_u64(args.seed ^ 0x5eed_0001);
-        let exact = q0.sample(&mut rng2, args.samples);
-        let data_for_analytic = q0.sample(&mut rng2, args.analytic_samples);
-        let model = Counted::new(MixtureScore::new(q0.clone()));
-        let range = clip_range_of(q0);
-        // Floor: exact draws vs exact draws.
-        let est = mmd2_unbiased(&exact, &reference, &MMD_BANDWIDTHS).map_err(failed)?;
-        let ll = mean_log_likelihood(q0, &exact).map_err(failed)?;
-        rows.push(json!({
-            "data": name, "family": "exact", "T": 0, "samples": args.samples,
-            "mmd": est.sum.mmd2, "mmd_se": est.sum.se,
-            "mmd_per_bandwidth": est.per_bandwidth.iter().map(|v| v.mmd2).collect::<Vec<_>>(),
-            "frechet_sq": frechet_distance_sq(&exact, &reference).map_err(failed)?,
-            "loglik": ll.value, "loglik_se": ll.se,
-        }));
-        pb.inc(1);
-        for &t in &args.steps {
-            let table = analytic_trace_table(
-                model.inner(),
-                &schedule,
-                t,
-                0.0,
-                &data_for_analytic,
-                args.seed,
-            )
-            .map_err(failed)?;
-            for fam in &families {
-                pb.set_message(format!("{name} {} T={t}", fam.name()));
-                let mut cfg = SamplerConfig::new(*fam, schedule.clone(), t);
-                cfg.kernel = kernel;
-                cfg.seed = args.seed;
-                cfg.clip_range = Some(range);
-                cfg.analytic_trace = Some(table.clone());
-                model.reset();
-                let t0 = Instant::now();
-                let xs = sample(&model, &cfg, args.samples).map_err(failed)?;
-                let wall = t0.elapsed().as_secs_f64();
-                let counts = model.counts();
-                let est = mmd2_unbiased(&xs, &reference, &MMD_BANDWIDTHS).map_err(failed)?;
-                let ll = mean_log_likelihood(q0, &xs).map_err(failed)?;
-                let per = |c: u64| c as f64 / (args.samples * t) as f64;
-                rows.push(json!({
-                    "data": name, "family": fam.name(), "T": t, "samples": args.samples,
-                    "mmd": est.sum.mmd2, "mmd_se": est.sum.se,
-                    "mmd_per_bandwidth": est.per_bandwidth.iter().map(|v| v.mmd2).collect::<Vec<_>>(),
-                    "frechet_sq": frechet_distance_sq(&xs, &reference).map_err(failed)?,
-                    "loglik": ll.value, "loglik_se": ll.se,
-                    "score_evals_per_step": per(counts.score),
-                    "hvp_per_step": per(counts.hvp),
-                    "oracle_per_step": per(counts.oracle),
-                    "sampling_wall_s": wall,
-                }));
-                pb.inc(1);
-            }
+    for (name, data) in &datas {
+        let ctx = Ctx {
+            args,
+            schedule: &schedule,
+            families: &families,
+            kernel,
+            pb: &pb,
+        };
+        match data {
+            Data::Dense(q0) => run_data(
+                &ctx,
+                &mut rows,
+                name,
+                &Counted::new(MixtureScore::new(q0.clone())),
+                &|rng, n| q0.sample(rng, n),
+                &|xs| {
+                    let ll = mean_log_likelihood(q0, xs)?;
+                    Ok((ll.value, ll.se))
+                },
+                clip_range_of(q0),
+            )?,
+            // Image presets live in [-1, 1] (digits by construction): the range of the clip.
+            Data::LowRank(q0) => run_data(
+                &ctx,
+                &mut rows,
+                name,
+                &Counted::new(LowRankScore::new(q0.clone())),
+                &|rng, n| q0.sample(rng, n),
+                &|xs| {
+                    let v = xs
+                        .iter()
+                        .map(|x| q0.ln_pdf(x.as_slice()))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let n = v.len() as f64;
+                    let m = v.iter().sum::<f64>() / n;
+                    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
+                    Ok((m, (var / n).sqrt()))
+                },
+                (-1.0, 1.0),
+            )?,
         }
     }
     pb.finish_and_clear();
@@ -298,6 +287,103 @@ fn run(args: &Args) -> Result<(), Outcome> {
     .with_context(|| format!("writing {}", args.json.display()))
     .map_err(failed)?;
     eprintln!("wrote {}", args.json.display());
+    Ok(())
+}
+
+/// The settings shared by every data set's cells.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    args: &'a Args,
+    schedule: &'a Schedule,
+    families: &'a [SamplerFamily],
+    kernel: KernelKind,
+    pb: &'a ProgressBar,
+}
+
+/// A data set: a dense-component preset (or file) or an image (low-rank) preset.
+enum Data {
+    Dense(covlab::mixture::Mixture),
+    LowRank(covlab::lowrank::LowRankMixture),
+}
+
+/// Draws `n` exact samples.
+type Draw<'a> = &'a dyn Fn(&mut ChaCha8Rng, usize) -> Vec<DVector<f64>>;
+/// Mean exact log-likelihood and its standard error.
+type LogLik<'a> = &'a dyn Fn(&[DVector<f64>]) -> anyhow::Result<(f64, f64)>;
+
+/// Runs every (T, family) cell of one data set through `model` and appends the rows.
+#[allow(clippy::too_many_arguments)]
+fn run_data<M: ScoreModel>(
+    ctx: &Ctx<'_>,
+    rows: &mut Vec<serde_json::Value>,
+    name: &str,
+    model: &Counted<M>,
+    draw: Draw<'_>,
+    loglik: LogLik<'_>,
+    range: (f64, f64),
+) -> Result<(), Outcome> {
+    let Ctx {
+        args,
+        schedule,
+        families,
+        kernel,
+        pb,
+    } = *ctx;
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0x5eed_0000);
+    let reference = draw(&mut rng, args.samples);
+    let mut rng2 = ChaCha8Rng::seed_from_u64(args.seed ^ 0x5eed_0001);
+    let exact = draw(&mut rng2, args.samples);
+    let data_for_analytic = draw(&mut rng2, args.analytic_samples);
+    // Floor: exact draws vs exact draws.
+    let est = mmd2_unbiased(&exact, &reference, &MMD_BANDWIDTHS).map_err(failed)?;
+    let ll = loglik(&exact).map_err(failed)?;
+    rows.push(json!({
+        "data": name, "family": "exact", "T": 0, "samples": args.samples,
+        "mmd": est.sum.mmd2, "mmd_se": est.sum.se,
+        "mmd_per_bandwidth": est.per_bandwidth.iter().map(|v| v.mmd2).collect::<Vec<_>>(),
+        "frechet_sq": frechet_distance_sq(&exact, &reference).map_err(failed)?,
+        "loglik": ll.0, "loglik_se": ll.1,
+    }));
+    pb.inc(1);
+    for &t in &args.steps {
+        let table = analytic_trace_table(
+            model.inner(),
+            schedule,
+            t,
+            0.0,
+            &data_for_analytic,
+            args.seed,
+        )
+        .map_err(failed)?;
+        for fam in families {
+            pb.set_message(format!("{name} {} T={t}", fam.name()));
+            let mut cfg = SamplerConfig::new(*fam, (*schedule).clone(), t);
+            cfg.kernel = kernel;
+            cfg.seed = args.seed;
+            cfg.clip_range = Some(range);
+            cfg.analytic_trace = Some(table.clone());
+            model.reset();
+            let t0 = Instant::now();
+            let xs = sample(model, &cfg, args.samples).map_err(failed)?;
+            let wall = t0.elapsed().as_secs_f64();
+            let counts = model.counts();
+            let est = mmd2_unbiased(&xs, &reference, &MMD_BANDWIDTHS).map_err(failed)?;
+            let ll = loglik(&xs).map_err(failed)?;
+            let per = |c: u64| c as f64 / (args.samples * t) as f64;
+            rows.push(json!({
+                "data": name, "family": fam.name(), "T": t, "samples": args.samples,
+                "mmd": est.sum.mmd2, "mmd_se": est.sum.se,
+                "mmd_per_bandwidth": est.per_bandwidth.iter().map(|v| v.mmd2).collect::<Vec<_>>(),
+                "frechet_sq": frechet_distance_sq(&xs, &reference).map_err(failed)?,
+                "loglik": ll.0, "loglik_se": ll.1,
+                "score_evals_per_step": per(counts.score),
+                "hvp_per_step": per(counts.hvp),
+                "oracle_per_step": per(counts.oracle),
+                "sampling_wall_s": wall,
+            }));
+            pb.inc(1);
+        }
+    }
     Ok(())
 }
 
