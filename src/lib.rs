@@ -26,7 +26,8 @@
 //! - [`presets`]: the shipped data sets and the JSON mixture-file format.
 //! - [`plot`]: log-log and log-linear figures (SVG and PNG, no system fonts needed).
 //!
-//! Features: none yet (the `candle` and `cuda` features arrive with the tensor path).
+//! Features: `candle` ([`gpu`]: the tensor path on candle, CPU device, tested in CI) and
+//! `cuda` (candle's CUDA backend; built by `scripts/build-cuda.sh`, not in CI).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(clippy::float_cmp)]
@@ -35,6 +36,8 @@
 
 pub mod covariance;
 pub mod error;
+#[cfg(feature = "candle")]
+pub mod gpu;
 pub mod guidance;
 pub mod hutchinson;
 pub mod image_data;

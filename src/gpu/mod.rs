@@ -1,0 +1,224 @@
+//! The tensor path (feature `candle`; `cuda` adds candle's CUDA backend): a low-rank image
+//! mixture in candle ops, batched over N samples, in f32, on any [`Device`].
+//!
+//! Every quantity is the f64 core's formula ([`crate::lowrank`]) written over tensors of shape
+//! `(K, N, D)`: with `R = x - mu_k`, `Dv = R / d_k`,
+//!
+//! ```text
+//! Sigma_k^{-1} R = Dv - ((Dv U_k) M_k^{-T}) (D^{-1} U_k)^T,
+//! ln pi_k N_k(x) = ln pi_k - D/2 ln 2 pi - 1/2 (R . Sigma_k^{-1} R + ln det Sigma_k),
+//! ln q = LSE_k(terms)  (log-sum-exp from max, sub, exp, sum, log: all with a backward pass),
+//! score = -sum_k r_k Sigma_k^{-1} R,     H v = sum_k r_k (-Sigma_k^{-1} v + g_k (g_k . v)) - g (g . v).
+//! ```
+//!
+//! `H v` is also available by reverse-mode autograd of `sum_n <score(x_n), v_n>` (candle has
+//! reverse mode only; for the symmetric Hessian of `ln q` the gradient is `H v`). Only ops
+//! with a backward pass are used (no fused softmax / norm ops, which drop gradients); the
+//! log-sum-exp's max is detached, which leaves the value and the gradient exact.
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use crate::lowrank::LowRankMixture;
+
+pub use candle_core;
+
+/// A [`LowRankMixture`] (all components of the same rank) as f32 tensors on a device.
+#[derive(Debug)]
+pub struct TensorMixture {
+    /// `(K, D)` means.
+    means: Tensor,
+    /// `(K, D, r)` factors `U_k`.
+    u: Tensor,
+    /// `(K, r, D)` transposed `D^{-1} U_k`.
+    dinv_u_t: Tensor,
+    /// `(K, r, r)` transposed inverse capacitances `M_k^{-T}`.
+    minv_t: Tensor,
+    /// `(K, D)` diagonals.
+    d: Tensor,
+    /// `(K, 1)`: `ln pi_k - D/2 ln 2 pi - 1/2 ln det Sigma_k`.
+    consts: Tensor,
+    dim: usize,
+}
+
+/// Errors of the tensor path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TensorError {
+    /// A candle error.
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The mixture does not fit the batched layout.
+    #[error("tensor mixture: {0}")]
+    Layout(String),
+}
+
+fn f32s(v: impl Iterator<Item = f64>) -> Vec<f32> {
+    v.map(|x| x as f32).collect()
+}
+
+impl TensorMixture {
+    /// Uploads `q` (equal ranks required) to `device`, computing the Woodbury factors in f64.
+    ///
+    /// # Errors
+    /// Unequal ranks; candle errors.
+    pub fn new(q: &LowRankMixture, device: &Device) -> Result<Self, TensorError> {
+        let k = q.components().len();
+        let d = q.dim();
+        let r = q.components()[0].factor().ncols();
+        if q.components().iter().any(|c| c.factor().ncols() != r) {
+            return Err(TensorError::Layout(
+                "all components need the same rank".into(),
+            ));
+        }
+        let mut means = Vec::with_capacity(k * d);
+        let mut u = Vec::with_capacity(k * d * r);
+        let mut dinv_u_t = Vec::with_capacity(k * d * r);
+        let mut minv_t = Vec::with_capacity(k * r * r);
+        let mut dg = Vec::with_capacity(k * d);
+        let mut consts = Vec::with_capacity(k);
+        let c0 = -0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
+        for (i, c) in q.components().iter().enumerate() {
+            means.extend(f32s(c.mean().iter().copied()));
+            dg.extend(f32s(c.diagonal().iter().copied()));
+            let uu = c.factor();
+            for row in 0..d {
+                u.extend(f32s((0..r).map(|j| uu[(row, j)])));
+            }
+            for j in 0..r {
+                dinv_u_t.extend(f32s((0..d).map(|row| uu[(row, j)] / c.diagonal()[row])));
+            }
+            let dinv_u = nalgebra::DMatrix::from_fn(d, r, |a, b| uu[(a, b)] / c.diagonal()[a]);
+            let m = nalgebra::DMatrix::identity(r, r) + uu.transpose() * dinv_u;
+            let minv = m.try_inverse().ok_or_else(|| {
+                TensorError::Layout(format!("component {i}: singular capacitance"))
+            })?;
+            for a in 0..r {
+                minv_t.extend(f32s((0..r).map(|b| minv[(b, a)])));
+            }
+            consts.push((q.weights()[i].ln() + c0 - 0.5 * c.ln_det()) as f32);
+        }
+        Ok(Self {
+            means: Tensor::from_vec(means, (k, d), device)?,
+            u: Tensor::from_vec(u, (k, d, r), device)?,
+            dinv_u_t: Tensor::from_vec(dinv_u_t, (k, r, d), device)?,
+            minv_t: Tensor::from_vec(minv_t, (k, r, r), device)?,
+            d: Tensor::from_vec(dg, (k, d), device)?,
+            consts: Tensor::from_vec(consts, (k, 1), device)?,
+            dim: d,
+        })
+    }
+
+    /// The dimension D.
+    #[must_use]
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// `Sigma_k^{-1} v` for `v` of shape `(K, N, D)`.
+    fn precision_mul(&self, v: &Tensor) -> Result<Tensor, TensorError> {
+        let dv = v.broadcast_div(&self.d.unsqueeze(1)?)?;
+        let w = dv.matmul(&self.u)?; // (K, N, r)
+        let w2 = w.matmul(&self.minv_t)?; // (K, N, r)
+        Ok((&dv - w2.matmul(&self.dinv_u_t)?)?)
+    }
+
+    /// Per component: terms `(K, N)` and `P R = Sigma_k^{-1}(x - mu_k)` `(K, N, D)`.
+    fn terms(&self, x: &Tensor) -> Result<(Tensor, Tensor), TensorError> {
+        let r = x.unsqueeze(0)?.broadcast_sub(&self.means.unsqueeze(1)?)?;
+        let pr = self.precision_mul(&r)?;
+        let quad = (&r * &pr)?.sum(2)?; // (K, N)
+        let terms = self.consts.broadcast_add(&quad.affine(-0.5, 0.0)?)?;
+        Ok((terms, pr))
+    }
+
+    /// `ln q(x)` for `x` of shape `(N, D)`: log-sum-exp over components from basic ops.
+    ///
+    /// # Errors
+    /// Candle errors (shapes).
+    pub fn ln_pdf(&self, x: &Tensor) -> Result<Tensor, TensorError> {
+        let (terms, _) = self.terms(x)?;
+        log_sum_exp0(&terms)
+    }
+
+    /// The score `(N, D)` and the responsibilities `(K, N)` and `g_k` `(K, N, D)`.
+    fn score_parts(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor), TensorError> {
+        let (terms, pr) = self.terms(x)?;
+        let lse = log_sum_exp0(&terms)?; // (N)
+        let resp = terms.broadcast_sub(&lse.unsqueeze(0)?)?.exp()?; // (K, N)
+        let gk = pr.neg()?;
+        let g = gk.broadcast_mul(&resp.unsqueeze(2)?)?.sum(0)?; // (N, D)
+        Ok((g, resp, gk))
+    }
+
+    /// The score `grad ln q(x)`, shape `(N, D)`.
+    ///
+    /// # Errors
+    /// Candle errors.
+    pub fn score(&self, x: &Tensor) -> Result<Tensor, TensorError> {
+        Ok(self.score_parts(x)?.0)
+    }
+
+    /// `H v` by the analytic formula, `x` and `v` of shape `(N, D)`.
+    ///
+    /// # Errors
+    /// Candle errors.
+    pub fn hvp(&self, x: &Tensor, v: &Tensor) -> Result<Tensor, TensorError> {
+        let (g, resp, gk) = self.score_parts(x)?;
+        let vk = v.unsqueeze(0)?.broadcast_as(gk.shape())?.contiguous()?;
+        let pv = self.precision_mul(&vk)?; // (K, N, D)
+        let gkv = (&gk * &vk)?.sum_keepdim(2)?; // (K, N, 1)
+        let per = (gk.broadcast_mul(&gkv)? - pv)?; // (K, N, D)
+        let sum = per.broadcast_mul(&resp.unsqueeze(2)?)?.sum(0)?; // (N, D)
+        let gv = (&g * v)?.sum_keepdim(1)?; // (N, 1)
+        Ok((sum - g.broadcast_mul(&gv)?)?)
+    }
+
+    /// `H v` by reverse-mode autograd of `sum_n <score(x_n), v_n>` with respect to `x`.
+    ///
+    /// # Errors
+    /// Candle errors; a missing gradient (an op without backward).
+    pub fn hvp_autograd(&self, x: &Tensor, v: &Tensor) -> Result<Tensor, TensorError> {
+        let xv = Var::from_tensor(x)?;
+        let s = self.score(xv.as_tensor())?;
+        let loss = (s * v.detach())?.sum_all()?;
+        let grads = loss.backward()?;
+        grads
+            .get(xv.as_tensor())
+            .cloned()
+            .ok_or_else(|| TensorError::Layout("no gradient reached x".into()))
+    }
+
+    /// The posterior mean of a step, `m = (x + b score) / a`.
+    ///
+    /// # Errors
+    /// Candle errors.
+    pub fn posterior_mean(&self, x: &Tensor, a: f64, b: f64) -> Result<Tensor, TensorError> {
+        let s = self.score(x)?;
+        Ok(((x + s.affine(b, 0.0)?)?.affine(1.0 / a, 0.0))?)
+    }
+}
+
+/// `LSE` over dimension 0 of a `(K, N)` tensor: `m + ln sum_k exp(t_k - m)` with the max `m`
+/// detached (the value and the gradient do not depend on `m`).
+///
+/// # Errors
+/// Candle errors.
+pub fn log_sum_exp0(t: &Tensor) -> Result<Tensor, TensorError> {
+    let m = t.max_keepdim(0)?.detach();
+    let s = t.broadcast_sub(&m)?.exp()?.sum(0)?.log()?;
+    Ok((s + m.squeeze(0)?)?)
+}
+
+/// `(N, D)` f32 tensor from f64 rows.
+///
+/// # Errors
+/// Candle errors (ragged rows).
+pub fn batch(rows: &[Vec<f64>], device: &Device) -> Result<Tensor, TensorError> {
+    let n = rows.len();
+    let d = rows.first().map_or(0, Vec::len);
+    let flat: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| r.iter().map(|&v| v as f32))
+        .collect();
+    Ok(Tensor::from_vec(flat, (n, d), device)?.to_dtype(DType::F32)?)
+}

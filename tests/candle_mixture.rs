@@ -1,0 +1,125 @@
+//! The candle tensor path (feature `candle`, CPU device) against the f64 core: ln q, score,
+//! posterior mean and H v (analytic and by autograd) on the digits8 image mixture.
+#![cfg(feature = "candle")]
+
+use std::sync::Arc;
+
+use covlab::gpu::candle_core::{Device, Tensor, Var};
+use covlab::gpu::{batch, log_sum_exp0, TensorMixture};
+use covlab::image_data;
+use covlab::score::LocalScore;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Relative error ||a - b|| / ||b|| over a batch.
+fn rel(a: &[Vec<f32>], b: &[Vec<f64>]) -> f64 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for (ra, rb) in a.iter().zip(b) {
+        for (x, y) in ra.iter().zip(rb) {
+            num += (f64::from(*x) - y).powi(2);
+            den += y * y;
+        }
+    }
+    (num / den).sqrt()
+}
+
+#[test]
+fn tensor_mixture_matches_the_f64_core_on_digits8() {
+    // f32 arithmetic over D = 64, K = 10, r = 8: relative errors ~1e-6 per op, ~1e-5 after
+    // the Woodbury solves and the responsibilities; 1e-4 leaves a margin of 10 (the issue's
+    // GPU target for sqrt(C) z is 1e-4, for the mean 1e-5: the mean is checked at 1e-5).
+    let dev = Device::Cpu;
+    let ln_abar = -0.7;
+    let q0 = image_data::load("digits8").unwrap();
+    let qt = Arc::new(q0.marginal(ln_abar).unwrap());
+    let tm = TensorMixture::new(&qt, &dev).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let xs: Vec<Vec<f64>> = qt
+        .sample(&mut rng, 16)
+        .iter()
+        .map(|x| x.as_slice().to_vec())
+        .collect();
+    let vs: Vec<Vec<f64>> = (0..16)
+        .map(|_| (0..64).map(|_| rng.gen_range(-1.0..1.0)).collect())
+        .collect();
+    let x = batch(&xs, &dev).unwrap();
+    let v = batch(&vs, &dev).unwrap();
+
+    let lnq = tm.ln_pdf(&x).unwrap().to_vec1::<f32>().unwrap();
+    let score = tm.score(&x).unwrap().to_vec2::<f32>().unwrap();
+    let hv = tm.hvp(&x, &v).unwrap().to_vec2::<f32>().unwrap();
+    let hv_ad = tm.hvp_autograd(&x, &v).unwrap().to_vec2::<f32>().unwrap();
+    let (a, b) = (0.8f64, 0.36f64);
+    let mean = tm
+        .posterior_mean(&x, a, b)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+
+    let mut want_s = Vec::new();
+    let mut want_hv = Vec::new();
+    let mut want_m = Vec::new();
+    for (i, xi) in xs.iter().enumerate() {
+        let l = qt.ln_pdf(xi).unwrap();
+        // ln q ~ 30 here: f32 keeps it to ~1e-5 relative.
+        assert!(
+            (f64::from(lnq[i]) - l).abs() < 1e-4 * l.abs().max(1.0),
+            "ln q {} vs {l}",
+            lnq[i]
+        );
+        let loc = qt.local(xi).unwrap();
+        let mut out = vec![0.0; 64];
+        loc.hvp(&vs[i], &mut out);
+        want_s.push(loc.score().to_vec());
+        want_m.push(
+            (0..64)
+                .map(|j| (xi[j] + b * loc.score()[j]) / a)
+                .collect::<Vec<_>>(),
+        );
+        want_hv.push(out);
+    }
+    eprintln!(
+        "relative errors: score {:.2e}, mean {:.2e}, hvp {:.2e}, hvp autograd {:.2e}",
+        rel(&score, &want_s),
+        rel(&mean, &want_m),
+        rel(&hv, &want_hv),
+        rel(&hv_ad, &want_hv)
+    );
+    assert!(
+        rel(&score, &want_s) < 1e-4,
+        "score {}",
+        rel(&score, &want_s)
+    );
+    assert!(rel(&mean, &want_m) < 1e-5, "mean {}", rel(&mean, &want_m));
+    assert!(
+        rel(&hv, &want_hv) < 1e-4,
+        "analytic hvp {}",
+        rel(&hv, &want_hv)
+    );
+    assert!(
+        rel(&hv_ad, &want_hv) < 1e-4,
+        "autograd hvp {}",
+        rel(&hv_ad, &want_hv)
+    );
+}
+
+#[test]
+fn log_sum_exp_gradient_is_the_softmax() {
+    // d/dt_k LSE_k(t) = softmax_k(t): the detached max must not drop or bias the gradient.
+    let dev = Device::Cpu;
+    let t = Tensor::from_vec(vec![1.0f32, -2.0, 0.5, 3.0, 3.0, -1.0], (3, 2), &dev).unwrap();
+    let tv = Var::from_tensor(&t).unwrap();
+    let l = log_sum_exp0(tv.as_tensor()).unwrap().sum_all().unwrap();
+    let g = l.backward().unwrap();
+    let grad = g.get(tv.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+    let cols = [[1.0f64, 0.5, 3.0], [-2.0, 3.0, -1.0]];
+    for (c, col) in cols.iter().enumerate() {
+        let m = col.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = col.iter().map(|v| (v - m).exp()).sum();
+        for k in 0..3 {
+            let want = (col[k] - m).exp() / z;
+            // f32 softmax: 1e-6 absolute.
+            assert!((f64::from(grad[k][c]) - want).abs() < 1e-6, "k {k} c {c}");
+        }
+    }
+}
