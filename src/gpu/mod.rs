@@ -8,7 +8,7 @@
 //! Sigma_k^{-1} R = Dv - ((Dv U_k) M_k^{-T}) (D^{-1} U_k)^T,
 //! ln pi_k N_k(x) = ln pi_k - D/2 ln 2 pi - 1/2 (R . Sigma_k^{-1} R + ln det Sigma_k),
 //! ln q = LSE_k(terms)  (log-sum-exp from max, sub, exp, sum, log: all with a backward pass),
-//! score = -sum_k r_k Sigma_k^{-1} R,     H v = sum_k r_k (-Sigma_k^{-1} v + g_k (g_k . v)) - g (g . v).
+//! score = -sum_k r_k Sigma_k^{-1} R,     H v = sum_k r_k (-Sigma_k^{-1} v + (g_k - g) ((g_k - g) . v)).
 //! ```
 //!
 //! `H v` is also available by reverse-mode autograd of `sum_n <score(x_n), v_n>` (candle has
@@ -163,14 +163,15 @@ impl TensorMixture {
     /// # Errors
     /// Candle errors.
     pub fn hvp(&self, x: &Tensor, v: &Tensor) -> Result<Tensor, TensorError> {
+        // Centred form: sum_k r_k g_k g_k^T - g g^T = sum_k r_k (g_k - g)(g_k - g)^T, which
+        // avoids the cancellation of the two large outer-product sums in f32.
         let (g, resp, gk) = self.score_parts(x)?;
         let vk = v.unsqueeze(0)?.broadcast_as(gk.shape())?.contiguous()?;
         let pv = self.precision_mul(&vk)?; // (K, N, D)
-        let gkv = (&gk * &vk)?.sum_keepdim(2)?; // (K, N, 1)
-        let per = (gk.broadcast_mul(&gkv)? - pv)?; // (K, N, D)
-        let sum = per.broadcast_mul(&resp.unsqueeze(2)?)?.sum(0)?; // (N, D)
-        let gv = (&g * v)?.sum_keepdim(1)?; // (N, 1)
-        Ok((sum - g.broadcast_mul(&gv)?)?)
+        let dk = gk.broadcast_sub(&g.unsqueeze(0)?)?; // g_k - g
+        let dkv = (&dk * &vk)?.sum_keepdim(2)?; // (K, N, 1)
+        let per = (dk.broadcast_mul(&dkv)? - pv)?; // (K, N, D)
+        Ok(per.broadcast_mul(&resp.unsqueeze(2)?)?.sum(0)?)
     }
 
     /// `H v` by reverse-mode autograd of `sum_n <score(x_n), v_n>` with respect to `x`.
@@ -195,6 +196,98 @@ impl TensorMixture {
     pub fn posterior_mean(&self, x: &Tensor, a: f64, b: f64) -> Result<Tensor, TensorError> {
         let s = self.score(x)?;
         Ok(((x + s.affine(b, 0.0)?)?.affine(1.0 / a, 0.0))?)
+    }
+}
+
+impl TensorMixture {
+    /// `C^{1/2} z` per sample for `C = (b^2 H(x_n) + b I) / a^2`, by `k` Lanczos steps run
+    /// batched over the N samples (one tridiagonal per sample): the Krylov vectors, products
+    /// and full reorthogonalisation (two classical Gram-Schmidt passes) are `(N, D)` tensor ops;
+    /// the `k x k` tridiagonal eigenproblems are solved on the host in f64; Ritz values are
+    /// clamped to `[lower, upper]`; `y = ||z|| Q_m S f(theta) S^T e_1` is formed on the device.
+    /// A sample whose `beta_j <= 1e-6 max_i |alpha_i|` (f32 breakdown: the Krylov space is
+    /// invariant to working precision) uses its first `j` steps only.
+    ///
+    /// # Errors
+    /// Candle errors; `k = 0`.
+    pub fn lanczos_sqrt(
+        &self,
+        x: &Tensor,
+        z: &Tensor,
+        (a2, b): (f64, f64),
+        k: usize,
+        (lower, upper): (f64, f64),
+    ) -> Result<Tensor, TensorError> {
+        if k == 0 {
+            return Err(TensorError::Layout("k must be >= 1".into()));
+        }
+        let znorm = z.sqr()?.sum_keepdim(1)?.sqrt()?; // (N, 1)
+        let mut qs = vec![z.broadcast_div(&znorm)?];
+        let mut alphas: Vec<Vec<f32>> = Vec::with_capacity(k);
+        let mut betas: Vec<Vec<f32>> = Vec::with_capacity(k);
+        for j in 0..k {
+            let q = qs[j].clone();
+            let hv = self.hvp(x, &q)?;
+            let mut w = (hv.affine(b * b / a2, 0.0)? + q.affine(b / a2, 0.0)?)?;
+            let alpha = (&q * &w)?.sum_keepdim(1)?;
+            w = (w - q.broadcast_mul(&alpha)?)?;
+            if j > 0 {
+                let bprev =
+                    Tensor::from_vec(betas[j - 1].clone(), (betas[j - 1].len(), 1), x.device())?;
+                w = (w - qs[j - 1].broadcast_mul(&bprev)?)?;
+            }
+            for _pass in 0..2 {
+                for qi in &qs {
+                    let c = (qi * &w)?.sum_keepdim(1)?;
+                    w = (w - qi.broadcast_mul(&c)?)?;
+                }
+            }
+            let beta = w.sqr()?.sum_keepdim(1)?.sqrt()?;
+            alphas.push(alpha.flatten_all()?.to_vec1::<f32>()?);
+            let bv = beta.flatten_all()?.to_vec1::<f32>()?;
+            if j + 1 < k {
+                // Guard the division; broken-down samples are truncated on the host.
+                let safe = beta.clamp(1e-30f32, f32::MAX)?;
+                qs.push(w.broadcast_div(&safe)?);
+            }
+            betas.push(bv);
+        }
+        let n = alphas[0].len();
+        let zn = znorm.flatten_all()?.to_vec1::<f32>()?;
+        let mut coef = vec![0f32; n * k];
+        for s in 0..n {
+            let scale = alphas.iter().map(|a| a[s].abs()).fold(0f32, f32::max);
+            let m = (0..k)
+                .find(|&j| j + 1 < k && betas[j][s] <= 1e-6 * scale)
+                .map_or(k, |j| j + 1);
+            let t = nalgebra::DMatrix::from_fn(m, m, |i, j| {
+                if i == j {
+                    f64::from(alphas[i][s])
+                } else if i + 1 == j {
+                    f64::from(betas[i][s])
+                } else if j + 1 == i {
+                    f64::from(betas[j][s])
+                } else {
+                    0.0
+                }
+            });
+            let e = nalgebra::SymmetricEigen::new(t);
+            for r in 0..m {
+                let c: f64 = (0..m)
+                    .map(|i| {
+                        let th = e.eigenvalues[i].max(lower).min(upper);
+                        e.eigenvectors[(r, i)] * th.max(0.0).sqrt() * e.eigenvectors[(0, i)]
+                    })
+                    .sum();
+                coef[s * k + r] = (c * f64::from(zn[s])) as f32;
+            }
+        }
+        let coef = Tensor::from_vec(coef, (n, k), x.device())?;
+        let mut y = qs[0].zeros_like()?;
+        for (j, q) in qs.iter().enumerate() {
+            y = (y + q.broadcast_mul(&coef.narrow(1, j, 1)?)?)?;
+        }
+        Ok(y)
     }
 }
 
