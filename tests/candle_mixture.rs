@@ -192,3 +192,68 @@ fn batched_tensor_lanczos_matches_the_f64_lanczos_per_sample() {
         assert!(e < tol, "k = {k}: {e}");
     }
 }
+
+#[test]
+fn tensor_ddpm_step_matches_the_cpu_sampler_step_on_digits32() {
+    // Per-step validation at D = 1024 (digits32): the tensor step and the f64 sampler's
+    // `step_with_noise` from the same x_t and z, on the ddpm-linear T = 20 grid at steps
+    // 20, 10 and 2. Tolerance 1e-4 relative for beta (the mean alone is 1e-5-accurate, see
+    // above) and lgs-3 (the sqrt(C) z target).
+    use covlab::gpu::{TensorNoise, TensorStep};
+    use covlab::lowrank::LowRankScore;
+    use covlab::sampler::{clip_bounds, step_with_noise, LgsOptions, SamplerConfig, SamplerFamily};
+    let dev = Device::Cpu;
+    let q0 = image_data::load("digits32").unwrap();
+    let model = LowRankScore::new(q0.clone());
+    let sched = covlab::schedule::Schedule::from_name("ddpm-linear").unwrap();
+    let grid = sched.grid(20, 0.0).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    for i in [20usize, 10, 2] {
+        let qt = q0.marginal(grid.ln_abar[i]).unwrap();
+        let tm = TensorMixture::new(&qt, &dev).unwrap();
+        let xs: Vec<Vec<f64>> = qt
+            .sample(&mut rng, 4)
+            .iter()
+            .map(|x| x.as_slice().to_vec())
+            .collect();
+        let zs: Vec<Vec<f64>> = (0..4)
+            .map(|_| {
+                (0..1024)
+                    .map(|_| rng.sample(rand_distr::StandardNormal))
+                    .collect()
+            })
+            .collect();
+        let (lower, upper) = clip_bounds(&grid, i, None);
+        let st = grid.step(i);
+        let ts = TensorStep {
+            a2: st.a2,
+            b: st.b,
+            lower,
+            upper,
+        };
+        for (fam, noise) in [
+            (SamplerFamily::Beta, TensorNoise::Beta),
+            (SamplerFamily::Lgs(LgsOptions::new(3)), TensorNoise::Lgs(3)),
+        ] {
+            let y = tm
+                .ddpm_step(
+                    &batch(&xs, &dev).unwrap(),
+                    &batch(&zs, &dev).unwrap(),
+                    ts,
+                    noise,
+                )
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let cfg = SamplerConfig::new(fam, sched.clone(), 20);
+            let want: Vec<Vec<f64>> = xs
+                .iter()
+                .zip(&zs)
+                .map(|(x, z)| step_with_noise(&model, &cfg, i, x, z).unwrap())
+                .collect();
+            let e = rel(&y, &want);
+            eprintln!("digits32 step {i} {}: relative {e:.2e}", fam.name());
+            assert!(e < 1e-4, "step {i} {}: {e}", fam.name());
+        }
+    }
+}

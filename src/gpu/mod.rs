@@ -291,6 +291,56 @@ impl TensorMixture {
     }
 }
 
+/// The noise of a tensor reverse step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TensorNoise {
+    /// `sqrt(b) z`.
+    Beta,
+    /// `sqrt(lower) z` (beta-tilde: `lower = b (1 - abar_s)/(1 - abar_t)`).
+    BetaTilde,
+    /// `Lanczos_k(C, z)` with Ritz values clamped to `[lower, upper]`.
+    Lgs(usize),
+}
+
+/// One reverse step's geometry: `a^2`, `b` and the clamp `[lower, upper]` (see
+/// [`crate::sampler::clip_bounds`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TensorStep {
+    /// `a^2 = abar_t / abar_s`.
+    pub a2: f64,
+    /// `b = 1 - a^2`.
+    pub b: f64,
+    /// Lower clamp (beta-tilde's variance).
+    pub lower: f64,
+    /// Upper clamp.
+    pub upper: f64,
+}
+
+impl TensorMixture {
+    /// One DDPM step for a batch: `x_s = (x_t + b score) / a + noise(z)`, where this mixture is
+    /// `q_t` (the marginal at the step's later time).
+    ///
+    /// # Errors
+    /// Candle errors.
+    pub fn ddpm_step(
+        &self,
+        x: &Tensor,
+        z: &Tensor,
+        step: TensorStep,
+        noise: TensorNoise,
+    ) -> Result<Tensor, TensorError> {
+        let mean = self.posterior_mean(x, step.a2.sqrt(), step.b)?;
+        let n = match noise {
+            TensorNoise::Beta => z.affine(step.b.sqrt(), 0.0)?,
+            TensorNoise::BetaTilde => z.affine(step.lower.max(0.0).sqrt(), 0.0)?,
+            TensorNoise::Lgs(k) => {
+                self.lanczos_sqrt(x, z, (step.a2, step.b), k, (step.lower, step.upper))?
+            }
+        };
+        Ok((mean + n)?)
+    }
+}
+
 /// `LSE` over dimension 0 of a `(K, N)` tensor: `m + ln sum_k exp(t_k - m)` with the max `m`
 /// detached (the value and the gradient do not depend on `m`).
 ///
