@@ -308,20 +308,7 @@ impl LowRankMixture {
     }
 
     fn check(&self, x: &[f64]) -> Result<DVector<f64>, MixtureError> {
-        if x.len() != self.dim() {
-            return Err(MixtureError::DimensionMismatch {
-                field: "x",
-                index: 0,
-                found: x.len(),
-                expected: self.dim(),
-            });
-        }
-        if x.iter().any(|v| !v.is_finite()) {
-            return Err(MixtureError::NonFinite {
-                field: "x",
-                index: 0,
-            });
-        }
+        crate::mixture::check_point(self.dim(), x)?;
         Ok(DVector::from_column_slice(x))
     }
 

@@ -635,21 +635,7 @@ impl Mixture {
     }
 
     pub(crate) fn check_x(&self, x: &[f64]) -> Result<(), MixtureError> {
-        if x.len() != self.dim() {
-            return Err(MixtureError::DimensionMismatch {
-                field: "x",
-                index: 0,
-                found: x.len(),
-                expected: self.dim(),
-            });
-        }
-        if x.iter().any(|v| !v.is_finite()) {
-            return Err(MixtureError::NonFinite {
-                field: "x",
-                index: 0,
-            });
-        }
-        Ok(())
+        check_point(self.dim(), x)
     }
 
     /// ln pi_k + ln N(x; mu_k, Sigma_k) for every k, into `out` (no checks).
@@ -960,6 +946,25 @@ impl Mixture {
         }
         (lo, hi)
     }
+}
+
+/// Checks a point `x` of dimension `dim`: `DimensionMismatch` or `NonFinite`, field `x`.
+pub(crate) fn check_point(dim: usize, x: &[f64]) -> Result<(), MixtureError> {
+    if x.len() != dim {
+        return Err(MixtureError::DimensionMismatch {
+            field: "x",
+            index: 0,
+            found: x.len(),
+            expected: dim,
+        });
+    }
+    if x.iter().any(|v| !v.is_finite()) {
+        return Err(MixtureError::NonFinite {
+            field: "x",
+            index: 0,
+        });
+    }
+    Ok(())
 }
 
 /// Scratch buffers for [`Mixture::geometry_unchecked`], one per thread.

@@ -173,6 +173,14 @@ impl PosteriorMixture {
     }
 }
 
+/// Turns a Hessian-vector product into a covariance-vector product in place:
+/// `out <- (b^2 out + b v) / a^2`, i.e. `C v = (b^2 H v + b v) / a^2` (Tweedie).
+pub fn hvp_to_cov(out: &mut [f64], v: &[f64], a2: f64, b: f64) {
+    for (o, vi) in out.iter_mut().zip(v) {
+        *o = (b * b * *o + b * vi) / a2;
+    }
+}
+
 /// Moments of q(x_s | x_t) by Tweedie's formulas from the score and Hessian of q_t:
 /// m = (x_t + b g) / a, C = (b^2 H + b I) / a^2.
 ///

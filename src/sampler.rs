@@ -277,10 +277,7 @@ impl<L: LocalScore> LinearOperator for CovOperator<'_, L> {
     }
     fn apply(&self, v: &[f64], out: &mut [f64]) {
         self.local.hvp(v, out);
-        let (b, a2) = (self.g.b, self.g.a2);
-        for (o, vi) in out.iter_mut().zip(v) {
-            *o = (b * b * *o + b * vi) / a2;
-        }
+        crate::posterior::hvp_to_cov(out, v, self.g.a2, self.g.b);
     }
 }
 

@@ -35,7 +35,7 @@ use covlab::lanczos::{
 use covlab::lowrank::{LowRankLocal, LowRankMixture};
 use covlab::mixture::Mixture;
 use covlab::plot::{LogLinFigure, Series};
-use covlab::posterior::tweedie_moments;
+use covlab::posterior::{hvp_to_cov, tweedie_moments};
 use covlab::schedule::{Schedule, Step};
 use covlab::score::LocalScore;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -230,9 +230,8 @@ impl LinearOperator for TweedieOperator<'_> {
         let (a2, b) = (self.step.a2, self.step.b);
         match self.marginal.hvp(self.x_t, v) {
             Ok(hv) => {
-                for ((o, h), vi) in out.iter_mut().zip(hv.iter()).zip(v) {
-                    *o = (b * b * h + b * vi) / a2;
-                }
+                out.copy_from_slice(hv.as_slice());
+                hvp_to_cov(out, v, a2, b);
             }
             // Lanczos reports the NaN as a non-finite product.
             Err(_) => out.fill(f64::NAN),
@@ -252,11 +251,8 @@ impl LinearOperator for LocalTweedieOperator<'_> {
     }
 
     fn apply(&self, v: &[f64], out: &mut [f64]) {
-        let (a2, b) = (self.step.a2, self.step.b);
         self.local.hvp(v, out);
-        for (o, vi) in out.iter_mut().zip(v) {
-            *o = (b * b * *o + b * vi) / a2;
-        }
+        hvp_to_cov(out, v, self.step.a2, self.step.b);
     }
 }
 
