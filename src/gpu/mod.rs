@@ -341,6 +341,48 @@ impl TensorMixture {
     }
 }
 
+/// A whole DDPM trajectory on tensors: from `x_T` (`(N, D)`) through steps `T..1` of `grid`,
+/// step `i` using the noise `noises[T - i]` (`(N, D)` each), the marginal `q_{t_i}` of `q0`
+/// uploaded per step, and the clamp of [`crate::sampler::clip_bounds`] with `clip_range`.
+/// Given the same `x_T` and noises, the f64 sampler's steps must reproduce it (shared-noise
+/// validation).
+///
+/// # Errors
+/// Candle or layout errors; a wrong number of noises.
+pub fn ddpm_trajectory(
+    q0: &LowRankMixture,
+    grid: &crate::schedule::Grid,
+    x_t: &Tensor,
+    noises: &[Tensor],
+    noise: TensorNoise,
+    clip_range: Option<(f64, f64)>,
+) -> Result<Tensor, TensorError> {
+    let t = grid.steps();
+    if noises.len() != t {
+        return Err(TensorError::Layout(format!(
+            "{} noises for {t} steps",
+            noises.len()
+        )));
+    }
+    let mut x = x_t.clone();
+    for i in (1..=t).rev() {
+        let qt = q0
+            .marginal(grid.ln_abar[i])
+            .map_err(|e| TensorError::Layout(e.to_string()))?;
+        let tm = TensorMixture::new(&qt, x.device())?;
+        let st = grid.step(i);
+        let (lower, upper) = crate::sampler::clip_bounds(grid, i, clip_range);
+        let step = TensorStep {
+            a2: st.a2,
+            b: st.b,
+            lower,
+            upper,
+        };
+        x = tm.ddpm_step(&x, &noises[t - i], step, noise)?;
+    }
+    Ok(x)
+}
+
 /// `LSE` over dimension 0 of a `(K, N)` tensor: `m + ln sum_k exp(t_k - m)` with the max `m`
 /// detached (the value and the gradient do not depend on `m`).
 ///
