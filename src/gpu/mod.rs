@@ -37,6 +37,10 @@ pub struct TensorMixture {
     d: Tensor,
     /// `(K, 1)`: `ln pi_k - D/2 ln 2 pi - 1/2 ln det Sigma_k`.
     consts: Tensor,
+    /// `(K, D)`: `1 - 1/d_k`, formed in f64.
+    one_minus_dinv: Tensor,
+    /// `(K, D)`: `Sigma_k^{-1} mu_k`, formed in f64.
+    p_mu: Tensor,
     dim: usize,
 }
 
@@ -76,9 +80,13 @@ impl TensorMixture {
         let mut minv_t = Vec::with_capacity(k * r * r);
         let mut dg = Vec::with_capacity(k * d);
         let mut consts = Vec::with_capacity(k);
+        let mut omd = Vec::with_capacity(k * d);
+        let mut p_mu = Vec::with_capacity(k * d);
         let c0 = -0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
         for (i, c) in q.components().iter().enumerate() {
             means.extend(f32s(c.mean().iter().copied()));
+            omd.extend(f32s(c.diagonal().iter().map(|v| (v - 1.0) / v)));
+            p_mu.extend(f32s(c.precision_mul(c.mean()).iter().copied()));
             dg.extend(f32s(c.diagonal().iter().copied()));
             let uu = c.factor();
             for row in 0..d {
@@ -104,6 +112,8 @@ impl TensorMixture {
             minv_t: Tensor::from_vec(minv_t, (k, r, r), device)?,
             d: Tensor::from_vec(dg, (k, d), device)?,
             consts: Tensor::from_vec(consts, (k, 1), device)?,
+            one_minus_dinv: Tensor::from_vec(omd, (k, d), device)?,
+            p_mu: Tensor::from_vec(p_mu, (k, d), device)?,
             dim: d,
         })
     }
@@ -189,13 +199,36 @@ impl TensorMixture {
             .ok_or_else(|| TensorError::Layout("no gradient reached x".into()))
     }
 
-    /// The posterior mean of a step, `m = (x + b score) / a`.
+    /// `x + score(x) = sum_k r_k [(1 - 1/d_k) .* x + D_k^{-1} U_k M_k^{-1} U_k^T D_k^{-1} x + Sigma_k^{-1} mu_k]`,
+    /// written without the cancellation of `x` against the score at large noise levels
+    /// (`1 - 1/d_k` and `Sigma_k^{-1} mu_k` are formed in f64).
+    ///
+    /// # Errors
+    /// Candle errors.
+    pub fn x_plus_score(&self, x: &Tensor) -> Result<Tensor, TensorError> {
+        let (_, resp, _) = self.score_parts(x)?;
+        let xk = x
+            .unsqueeze(0)?
+            .broadcast_as((self.means.dim(0)?, x.dim(0)?, self.dim))?
+            .contiguous()?;
+        let dvx = xk.broadcast_div(&self.d.unsqueeze(1)?)?;
+        let corr = dvx
+            .matmul(&self.u)?
+            .matmul(&self.minv_t)?
+            .matmul(&self.dinv_u_t)?;
+        let per = ((xk.broadcast_mul(&self.one_minus_dinv.unsqueeze(1)?)? + corr)?
+            .broadcast_add(&self.p_mu.unsqueeze(1)?))?;
+        Ok(per.broadcast_mul(&resp.unsqueeze(2)?)?.sum(0)?)
+    }
+
+    /// The posterior mean of a step, `m = (x + b score) / a = (a^2 x + b (x + score)) / a`
+    /// (the second form, with [`Self::x_plus_score`], keeps f32 accuracy when `a^2` is small).
     ///
     /// # Errors
     /// Candle errors.
     pub fn posterior_mean(&self, x: &Tensor, a: f64, b: f64) -> Result<Tensor, TensorError> {
-        let s = self.score(x)?;
-        Ok(((x + s.affine(b, 0.0)?)?.affine(1.0 / a, 0.0))?)
+        let xs = self.x_plus_score(x)?;
+        Ok((x.affine(a, 0.0)? + xs.affine(b / a, 0.0)?)?)
     }
 }
 
