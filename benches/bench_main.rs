@@ -3,8 +3,16 @@ use criterion::criterion_main;
 
 mod benchmarks;
 
+#[cfg(not(feature = "candle"))]
 criterion_main!(
     benchmarks::path_kl::benches,
     benchmarks::metrics::benches,
     benchmarks::sampler::benches
+);
+#[cfg(feature = "candle")]
+criterion_main!(
+    benchmarks::path_kl::benches,
+    benchmarks::metrics::benches,
+    benchmarks::sampler::benches,
+    benchmarks::tensor::benches
 );

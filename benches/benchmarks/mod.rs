@@ -1,3 +1,5 @@
 pub mod metrics;
 pub mod path_kl;
 pub mod sampler;
+#[cfg(feature = "candle")]
+pub mod tensor;

@@ -173,9 +173,15 @@ impl TensorMixture {
     /// # Errors
     /// Candle errors.
     pub fn hvp(&self, x: &Tensor, v: &Tensor) -> Result<Tensor, TensorError> {
+        self.hvp_at(&self.score_parts(x)?, v)
+    }
+
+    /// `H v` from precomputed score parts (score, responsibilities, `g_k`), so that several
+    /// products at the same points (Lanczos) evaluate the responsibilities once.
+    fn hvp_at(&self, parts: &(Tensor, Tensor, Tensor), v: &Tensor) -> Result<Tensor, TensorError> {
         // Centred form: sum_k r_k g_k g_k^T - g g^T = sum_k r_k (g_k - g)(g_k - g)^T, which
         // avoids the cancellation of the two large outer-product sums in f32.
-        let (g, resp, gk) = self.score_parts(x)?;
+        let (g, resp, gk) = parts;
         let vk = v.unsqueeze(0)?.broadcast_as(gk.shape())?.contiguous()?;
         let pv = self.precision_mul(&vk)?; // (K, N, D)
         let dk = gk.broadcast_sub(&g.unsqueeze(0)?)?; // g_k - g
@@ -254,13 +260,14 @@ impl TensorMixture {
         if k == 0 {
             return Err(TensorError::Layout("k must be >= 1".into()));
         }
+        let parts = self.score_parts(x)?;
         let znorm = z.sqr()?.sum_keepdim(1)?.sqrt()?; // (N, 1)
         let mut qs = vec![z.broadcast_div(&znorm)?];
         let mut alphas: Vec<Vec<f32>> = Vec::with_capacity(k);
         let mut betas: Vec<Vec<f32>> = Vec::with_capacity(k);
         for j in 0..k {
             let q = qs[j].clone();
-            let hv = self.hvp(x, &q)?;
+            let hv = self.hvp_at(&parts, &q)?;
             let mut w = (hv.affine(b * b / a2, 0.0)? + q.affine(b / a2, 0.0)?)?;
             let alpha = (&q * &w)?.sum_keepdim(1)?;
             w = (w - q.broadcast_mul(&alpha)?)?;
