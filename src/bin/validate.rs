@@ -42,8 +42,12 @@ struct Args {
     /// Number of steps T (ddpm-linear).
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// Comma list of families: beta, beta-tilde, lgs-<k>.
-    #[arg(long, value_delimiter = ',', default_value = "beta,beta-tilde,lgs-3")]
+    /// Comma list of families: beta, beta-tilde, diag, lgs-<k>.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "beta,beta-tilde,diag,lgs-3"
+    )]
     families: Vec<String>,
     /// Scale of the tensor chain's noise (1 = correct; != 1 must make the checks fail).
     #[arg(long, default_value_t = 1.0)]
@@ -88,13 +92,14 @@ fn parse_family(name: &str) -> Result<(SamplerFamily, TensorNoise), BadInput> {
     match name {
         "beta" => Ok((SamplerFamily::Beta, TensorNoise::Beta)),
         "beta-tilde" => Ok((SamplerFamily::BetaTilde, TensorNoise::BetaTilde)),
+        "diag" => Ok((SamplerFamily::Diag, TensorNoise::Diag)),
         _ => match name
             .strip_prefix("lgs-")
             .and_then(|k| k.parse::<usize>().ok())
         {
             Some(k) if k >= 1 => Ok((SamplerFamily::Lgs(LgsOptions::new(k)), TensorNoise::Lgs(k))),
             _ => Err(bad(anyhow::anyhow!(
-                "--families: unknown `{name}` (beta, beta-tilde, lgs-<k> with k >= 1)"
+                "--families: unknown `{name}` (beta, beta-tilde, diag, lgs-<k> with k >= 1)"
             ))),
         },
     }

@@ -41,6 +41,8 @@ pub struct TensorMixture {
     one_minus_dinv: Tensor,
     /// `(K, D)`: `Sigma_k^{-1} mu_k`, formed in f64.
     p_mu: Tensor,
+    /// `(K, D)`: `diag Sigma_k^{-1} = 1/d - rowsum((D^{-1} U) .* (D^{-1} U M^{-1}))`, formed in f64.
+    p_diag: Tensor,
     dim: usize,
 }
 
@@ -82,6 +84,7 @@ impl TensorMixture {
         let mut consts = Vec::with_capacity(k);
         let mut omd = Vec::with_capacity(k * d);
         let mut p_mu = Vec::with_capacity(k * d);
+        let mut p_diag = Vec::with_capacity(k * d);
         let c0 = -0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
         for (i, c) in q.components().iter().enumerate() {
             means.extend(f32s(c.mean().iter().copied()));
@@ -96,13 +99,20 @@ impl TensorMixture {
                 dinv_u_t.extend(f32s((0..d).map(|row| uu[(row, j)] / c.diagonal()[row])));
             }
             let dinv_u = nalgebra::DMatrix::from_fn(d, r, |a, b| uu[(a, b)] / c.diagonal()[a]);
-            let m = nalgebra::DMatrix::identity(r, r) + uu.transpose() * dinv_u;
+            let m = nalgebra::DMatrix::identity(r, r) + uu.transpose() * &dinv_u;
             let minv = m.try_inverse().ok_or_else(|| {
                 TensorError::Layout(format!("component {i}: singular capacitance"))
             })?;
             for a in 0..r {
                 minv_t.extend(f32s((0..r).map(|b| minv[(b, a)])));
             }
+            let dum = &dinv_u * &minv;
+            p_diag.extend(f32s((0..d).map(|row| {
+                1.0 / c.diagonal()[row]
+                    - (0..r)
+                        .map(|j| dinv_u[(row, j)] * dum[(row, j)])
+                        .sum::<f64>()
+            })));
             consts.push((q.weights()[i].ln() + c0 - 0.5 * c.ln_det()) as f32);
         }
         Ok(Self {
@@ -114,6 +124,7 @@ impl TensorMixture {
             consts: Tensor::from_vec(consts, (k, 1), device)?,
             one_minus_dinv: Tensor::from_vec(omd, (k, d), device)?,
             p_mu: Tensor::from_vec(p_mu, (k, d), device)?,
+            p_diag: Tensor::from_vec(p_diag, (k, d), device)?,
             dim: d,
         })
     }
@@ -187,6 +198,17 @@ impl TensorMixture {
         let dk = gk.broadcast_sub(&g.unsqueeze(0)?)?; // g_k - g
         let dkv = (&dk * &vk)?.sum_keepdim(2)?; // (K, N, 1)
         let per = (dk.broadcast_mul(&dkv)? - pv)?; // (K, N, D)
+        Ok(per.broadcast_mul(&resp.unsqueeze(2)?)?.sum(0)?)
+    }
+
+    /// `diag H = sum_k r_k (-diag Sigma_k^{-1} + (g_k - g)^2)`, shape `(N, D)`.
+    ///
+    /// # Errors
+    /// Candle errors.
+    pub fn hessian_diag(&self, x: &Tensor) -> Result<Tensor, TensorError> {
+        let (g, resp, gk) = self.score_parts(x)?;
+        let dk = gk.broadcast_sub(&g.unsqueeze(0)?)?;
+        let per = dk.sqr()?.broadcast_sub(&self.p_diag.unsqueeze(1)?)?;
         Ok(per.broadcast_mul(&resp.unsqueeze(2)?)?.sum(0)?)
     }
 
@@ -340,6 +362,8 @@ pub enum TensorNoise {
     BetaTilde,
     /// `Lanczos_k(C, z)` with Ritz values clamped to `[lower, upper]`.
     Lgs(usize),
+    /// `sqrt(max(diag C, 0)) .* z` with the exact `diag C = (b^2 diag H + b) / a^2`.
+    Diag,
 }
 
 /// One reverse step's geometry: `a^2`, `b` and the clamp `[lower, upper]` (see
@@ -375,6 +399,12 @@ impl TensorMixture {
             TensorNoise::BetaTilde => z.affine(step.lower.max(0.0).sqrt(), 0.0)?,
             TensorNoise::Lgs(k) => {
                 self.lanczos_sqrt(x, z, (step.a2, step.b), k, (step.lower, step.upper))?
+            }
+            TensorNoise::Diag => {
+                let var = self
+                    .hessian_diag(x)?
+                    .affine(step.b * step.b / step.a2, step.b / step.a2)?;
+                (var.relu()?.sqrt()? * z)?
             }
         };
         Ok((mean + n)?)
