@@ -5,23 +5,11 @@
 use std::sync::Arc;
 
 use covlab::gpu::candle_core::{Device, Tensor, Var};
-use covlab::gpu::{batch, log_sum_exp0, TensorMixture};
+use covlab::gpu::{batch, log_sum_exp0, relative_error as rel, TensorMixture};
 use covlab::image_data;
 use covlab::score::LocalScore;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-/// Relative error ||a - b|| / ||b|| over a batch.
-fn rel(a: &[Vec<f32>], b: &[Vec<f64>]) -> f64 {
-    let (mut num, mut den) = (0.0, 0.0);
-    for (ra, rb) in a.iter().zip(b) {
-        for (x, y) in ra.iter().zip(rb) {
-            num += (f64::from(*x) - y).powi(2);
-            den += y * y;
-        }
-    }
-    (num / den).sqrt()
-}
 
 #[test]
 fn tensor_mixture_matches_the_f64_core_on_digits8() {

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 mod common;
 
-use anyhow::Context;
 use clap::Parser;
 use common::{bad, failed, finish, Outcome};
 use covlab::lowrank::LowRankScore;
@@ -275,18 +274,7 @@ fn run(args: &Args) -> Result<(), Outcome> {
         "wall_s": wall,
         "rows": rows,
     });
-    if let Some(dir) = args.json.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(failed)?;
-        }
-    }
-    std::fs::write(
-        &args.json,
-        serde_json::to_string_pretty(&doc).map_err(failed)? + "\n",
-    )
-    .with_context(|| format!("writing {}", args.json.display()))
-    .map_err(failed)?;
-    eprintln!("wrote {}", args.json.display());
+    common::write_json(&args.json, &doc).map_err(failed)?;
     Ok(())
 }
 

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use covlab::gpu::candle_core::{Device, Tensor};
-use covlab::gpu::{batch, ddpm_trajectory, TensorMixture, TensorNoise, TensorStep};
+use covlab::gpu::{
+    batch, ddpm_trajectory, relative_error as rel, TensorMixture, TensorNoise, TensorStep,
+};
 use covlab::image_data;
 use covlab::lowrank::LowRankScore;
 use covlab::sampler::{clip_bounds, step_with_noise, LgsOptions, SamplerConfig, SamplerFamily};
@@ -75,17 +77,6 @@ fn main() {
             common::finish(Err(e));
         }
     }
-}
-
-fn rel(a: &[Vec<f32>], b: &[Vec<f64>]) -> f64 {
-    let (mut num, mut den) = (0.0, 0.0);
-    for (ra, rb) in a.iter().zip(b) {
-        for (x, y) in ra.iter().zip(rb) {
-            num += (f64::from(*x) - y).powi(2);
-            den += y * y;
-        }
-    }
-    (num / den).sqrt()
 }
 
 fn parse_family(name: &str) -> Result<(SamplerFamily, TensorNoise), BadInput> {
@@ -311,16 +302,6 @@ fn run(args: &Args) -> Result<bool, Outcome> {
         "perturb": args.perturb,
         "checks": checks,
     });
-    if let Some(dir) = args.json.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(failed)?;
-        }
-    }
-    std::fs::write(
-        &args.json,
-        serde_json::to_string_pretty(&doc).map_err(failed)? + "\n",
-    )
-    .map_err(failed)?;
-    eprintln!("wrote {}", args.json.display());
+    common::write_json(&args.json, &doc).map_err(failed)?;
     Ok(all)
 }

@@ -464,6 +464,20 @@ pub fn log_sum_exp0(t: &Tensor) -> Result<Tensor, TensorError> {
     Ok((s + m.squeeze(0)?)?)
 }
 
+/// The relative error `||a - b|| / ||b||` of an f32 batch `a` against the f64 batch `b`
+/// (Frobenius norms over all samples).
+#[must_use]
+pub fn relative_error(a: &[Vec<f32>], b: &[Vec<f64>]) -> f64 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for (ra, rb) in a.iter().zip(b) {
+        for (x, y) in ra.iter().zip(rb) {
+            num += (f64::from(*x) - y).powi(2);
+            den += y * y;
+        }
+    }
+    (num / den).sqrt()
+}
+
 /// `(N, D)` f32 tensor from f64 rows.
 ///
 /// # Errors

@@ -43,3 +43,18 @@ pub fn finish(result: Result<(), Outcome>) {
         }
     }
 }
+
+/// Writes `doc` as pretty JSON to `path` (creating its directory) and says so on stderr.
+#[allow(dead_code)]
+pub fn write_json(path: &std::path::Path, doc: &serde_json::Value) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
+    std::fs::write(path, serde_json::to_string_pretty(doc)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
