@@ -366,6 +366,40 @@ struct SweepOut {
     terminated_early: bool,
 }
 
+/// What identifies a case besides its sweep.
+struct CaseMeta {
+    name: String,
+    spectrum: String,
+    d: usize,
+    lmin: f64,
+    lmax: f64,
+    stream: u64,
+    extra: Value,
+    style: (String, usize, usize),
+}
+
+impl CaseResult {
+    fn new(meta: CaseMeta, sw: SweepOut) -> Self {
+        Self {
+            name: meta.name,
+            spectrum: meta.spectrum,
+            d: meta.d,
+            kappa: meta.lmax / meta.lmin,
+            lmin: meta.lmin,
+            lmax: meta.lmax,
+            k: sw.k,
+            error: sw.error,
+            bound: sw.bound,
+            bound_interp: sw.bound_interp,
+            steps_done: sw.steps_done,
+            terminated_early: sw.terminated_early,
+            stream: meta.stream,
+            extra: meta.extra,
+            style: meta.style,
+        }
+    }
+}
+
 /// Lanczos once with `kmax` steps from `z`, then `y_k` for every `k` from the prefixes.
 fn sweep<O: LinearOperator + ?Sized>(
     op: &O,
@@ -414,31 +448,18 @@ fn run_case(spec: &CaseSpec, seed: u64, stream: u64, kmax: usize) -> anyhow::Res
             let z = gaussian(*d, &mut rng);
             let want = op.apply_fn(&z, f64::sqrt);
             let kmax = kmax.min(*d);
-            let SweepOut {
-                k,
-                error,
-                bound,
-                bound_interp,
-                steps_done,
-                terminated_early,
-            } = sweep(&op, &z, &want, kmax, lmin, lmax)?;
-            Ok(CaseResult {
+            let sw = sweep(&op, &z, &want, kmax, lmin, lmax)?;
+            let meta = CaseMeta {
                 name: format!("{}_D{}_kappa{}", spectrum.name(), d, kappa),
                 spectrum: spectrum.name().to_string(),
                 d: *d,
-                kappa: lmax / lmin,
                 lmin,
                 lmax,
-                k,
-                error,
-                bound,
-                bound_interp,
-                steps_done,
-                terminated_early,
                 stream,
                 extra: json!({}),
                 style: (spectrum.name().to_string(), *kappa_index, *dim_index),
-            })
+            };
+            Ok(CaseResult::new(meta, sw))
         }
         CaseSpec::Mixture {
             label,
@@ -502,31 +523,18 @@ fn run_case(spec: &CaseSpec, seed: u64, stream: u64, kmax: usize) -> anyhow::Res
                 (None, None) => anyhow::bail!("no operator"),
             };
             let kmax = kmax.min(d);
-            let SweepOut {
-                k,
-                error,
-                bound,
-                bound_interp,
-                steps_done,
-                terminated_early,
-            } = sweep(op.as_ref(), &z, &want, kmax, lmin, lmax)?;
-            Ok(CaseResult {
+            let sw = sweep(op.as_ref(), &z, &want, kmax, lmin, lmax)?;
+            let meta = CaseMeta {
                 name: format!("{label}_tau{tau:.1}"),
                 spectrum: "posterior q(x_0|x_t)".to_string(),
                 d,
-                kappa: lmax / lmin,
                 lmin,
                 lmax,
-                k,
-                error,
-                bound,
-                bound_interp,
-                steps_done,
-                terminated_early,
                 stream,
                 extra: json!({"data": label, "tau": tau, "ln_abar_t": ln_abar, "x_t": x_t}),
                 style: (format!("mixture_{label}"), 0, 0),
-            })
+            };
+            Ok(CaseResult::new(meta, sw))
         }
     }
 }
