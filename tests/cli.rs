@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_path-kl"))
 }
@@ -171,36 +173,22 @@ fn bad_input_exits_2_naming_the_field() {
 
 #[test]
 fn hutchinson_family_rows_and_bad_m() {
-    let d = tmp("hutch");
-    let json = d.join("h.json");
-    let out = bin()
-        .args([
-            "--data",
-            "aniso2",
-            "--families",
-            "full,hutchinson-2",
-            "--steps",
-            "16,32",
-            "--window",
-            "16,32",
-            "--hutchinson-points",
-            "200",
-            "--threads",
-            "1",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--figure")
-        .arg(d.join("h"))
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut cmd = bin();
+    cmd.args([
+        "--data",
+        "aniso2",
+        "--families",
+        "full,hutchinson-2",
+        "--steps",
+        "16,32",
+        "--window",
+        "16,32",
+        "--hutchinson-points",
+        "200",
+        "--threads",
+        "1",
+    ]);
+    let v = common::run_for_json(cmd, &tmp("hutch"));
     let rows = v["results"].as_array().unwrap();
     let s = |fam: &str, t: u64| {
         rows.iter()

@@ -2,30 +2,18 @@
 
 use std::process::Command;
 
+mod common;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_guidance"))
 }
 
 #[test]
 fn json_contract() {
-    let d = std::env::temp_dir().join(format!("covlab-cli-guidance-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    let json = d.join("g.json");
-    let out = bin()
-        .args(["--steps", "4,8,16", "--window", "4,16"])
-        .arg("--json")
-        .arg(&json)
-        .arg("--figure")
-        .arg(d.join("g"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let d = common::tmp_dir("guidance");
+    let mut cmd = bin();
+    cmd.args(["--steps", "4,8,16", "--window", "4,16"]);
+    let v = common::run_for_json(cmd, &d);
     let rows = v["results"].as_array().unwrap();
     // 2 schedules x 4 choices x 3 T.
     assert_eq!(rows.len(), 24);
@@ -43,8 +31,8 @@ fn json_contract() {
         assert!(["scalar", "analytic", "diag", "full"].contains(&r["choice"].as_str().unwrap()));
     }
     for s in ["snr-uniform", "vp-linear"] {
-        assert!(d.join(format!("g_{s}.png")).exists());
-        assert!(d.join(format!("g_{s}.svg")).exists());
+        assert!(d.join(format!("fig_{s}.png")).exists());
+        assert!(d.join(format!("fig_{s}.svg")).exists());
     }
 }
 

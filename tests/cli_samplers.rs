@@ -3,41 +3,29 @@
 
 use std::process::Command;
 
+mod common;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_samplers"))
 }
 
 #[test]
 fn json_contract_and_costs() {
-    let d = std::env::temp_dir().join(format!("covlab-cli-samplers-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    let json = d.join("s.json");
-    let out = bin()
-        .args([
-            "--data",
-            "aniso2",
-            "--families",
-            "beta,full,lgs-1,hutchinson-3",
-            "--steps",
-            "5,10",
-            "--samples",
-            "200",
-            "--threads",
-            "1",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--figure")
-        .arg(d.join("s"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let d = common::tmp_dir("samplers");
+    let mut cmd = bin();
+    cmd.args([
+        "--data",
+        "aniso2",
+        "--families",
+        "beta,full,lgs-1,hutchinson-3",
+        "--steps",
+        "5,10",
+        "--samples",
+        "200",
+        "--threads",
+        "1",
+    ]);
+    let v = common::run_for_json(cmd, &d);
     let rows = v["rows"].as_array().unwrap();
     // 1 exact floor row + 4 families x 2 T.
     assert_eq!(rows.len(), 9);
@@ -55,7 +43,7 @@ fn json_contract_and_costs() {
     assert_eq!(per("beta", "score_evals_per_step"), 1.0);
     assert_eq!(per("lgs-1", "hvp_per_step"), 1.0);
     assert_eq!(per("hutchinson-3", "hvp_per_step"), 3.0);
-    assert!(d.join("s_aniso2.png").exists());
+    assert!(d.join("fig_aniso2.png").exists());
 }
 
 #[test]

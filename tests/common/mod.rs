@@ -103,3 +103,30 @@ pub fn rotated_2x2(l1: f64, l2: f64, deg: f64) -> DMatrix<f64> {
     let m = &r * DMatrix::from_diagonal(&DVector::from_vec(vec![l1, l2])) * r.transpose();
     (&m + m.transpose()) * 0.5
 }
+
+/// A fresh temporary directory for one CLI test.
+pub fn tmp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("covlab-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Runs a binary with `--json <dir>/out.json --figure <dir>/fig` appended, asserts that it
+/// succeeded, and returns the parsed JSON.
+pub fn run_for_json(mut cmd: std::process::Command, dir: &std::path::Path) -> serde_json::Value {
+    let json = dir.join("out.json");
+    let out = cmd
+        .arg("--json")
+        .arg(&json)
+        .arg("--figure")
+        .arg(dir.join("fig"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written"))
+        .expect("valid JSON")
+}
