@@ -166,6 +166,19 @@ impl LowRankComponent {
         &self.u * self.u.transpose() + DMatrix::from_diagonal(&self.d)
     }
 
+    /// `diag Sigma^{-1} = 1/d - rowsum((D^{-1} U) .* (D^{-1} U M^{-1}))` (Woodbury), `O(D r^2)`.
+    #[must_use]
+    pub fn precision_diag(&self) -> DVector<f64> {
+        // D^{-1} U M^{-1} = (M^{-1} U^T D^{-1})^T: one Cholesky solve with r right-hand sides.
+        let w = self.chol_m.solve(&self.dinv_u.transpose()); // r x D
+        DVector::from_fn(self.d.len(), |i, _| {
+            1.0 / self.d[i]
+                - (0..self.u.ncols())
+                    .map(|j| self.dinv_u[(i, j)] * w[(j, i)])
+                    .sum::<f64>()
+        })
+    }
+
     /// `Sigma^{-1} v` by Woodbury.
     #[must_use]
     pub fn precision_mul(&self, v: &DVector<f64>) -> DVector<f64> {
@@ -201,6 +214,8 @@ pub struct LowRankMixture {
     weights: Vec<f64>,
     ln_weights: Vec<f64>,
     components: Vec<LowRankComponent>,
+    /// `diag Sigma_k^{-1}` per component, computed on first use.
+    precision_diags: std::sync::OnceLock<Vec<DVector<f64>>>,
 }
 
 impl LowRankMixture {
@@ -243,7 +258,33 @@ impl LowRankMixture {
             ln_weights: weights.iter().map(|w| w.ln()).collect(),
             weights,
             components,
+            precision_diags: std::sync::OnceLock::new(),
         })
+    }
+
+    /// A dense [`crate::mixture::Mixture`] in low-rank-plus-diagonal form, exactly: each
+    /// covariance `Sigma = V diag(l) V^T` becomes `U U^T + delta I` with `delta = l_min / 2` and
+    /// `U = V diag(sqrt(l - delta))` (rank D), so that the tensor path can run the dense presets
+    /// (mog40, grid9, aniso2, mix6).
+    ///
+    /// # Errors
+    /// As [`LowRankComponent::new`] (not expected for a valid mixture).
+    pub fn from_mixture(q: &crate::mixture::Mixture) -> Result<Self, LowRankError> {
+        let components = q
+            .components()
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let e = nalgebra::SymmetricEigen::new(c.covariance());
+                let delta = 0.5 * e.eigenvalues.min();
+                let dim = c.mean().len();
+                let u = DMatrix::from_fn(dim, dim, |i, j| {
+                    e.eigenvectors[(i, j)] * (e.eigenvalues[j] - delta).max(0.0).sqrt()
+                });
+                LowRankComponent::new(k, c.mean().clone(), u, DVector::from_element(dim, delta))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(q.weights().to_vec(), components)
     }
 
     /// The dimension D.
@@ -264,6 +305,17 @@ impl LowRankMixture {
         &self.components
     }
 
+    /// `diag Sigma_k^{-1}` of every component (computed once, then cached).
+    #[must_use]
+    pub fn precision_diags(&self) -> &[DVector<f64>] {
+        self.precision_diags.get_or_init(|| {
+            self.components
+                .iter()
+                .map(LowRankComponent::precision_diag)
+                .collect()
+        })
+    }
+
     /// The forward marginal `q_t` at `ln abar_t`.
     ///
     /// # Errors
@@ -281,6 +333,7 @@ impl LowRankMixture {
             weights: self.weights.clone(),
             ln_weights: self.ln_weights.clone(),
             components,
+            precision_diags: std::sync::OnceLock::new(),
         })
     }
 
@@ -387,6 +440,24 @@ impl LocalScore for LowRankLocal {
             h.axpy(r * self.gk[k].dot(&vv), &self.gk[k], 1.0);
         }
         out.copy_from_slice(h.as_slice());
+    }
+
+    /// `diag H = sum_k r_k ((g_k - g)^2 - diag Sigma_k^{-1})` in closed form (`O(K D)` with the
+    /// mixture's cached `diag Sigma_k^{-1}`), instead of `D` products.
+    fn hessian_diag(&self) -> Vec<f64> {
+        let d = self.score.len();
+        let mut out = vec![0.0; d];
+        for (k, pd) in self.mixture.precision_diags().iter().enumerate() {
+            let r = self.resp[k];
+            if r < 1e-26 {
+                continue;
+            }
+            for i in 0..d {
+                let dk = self.gk[k][i] - self.score[i];
+                out[i] += r * (dk * dk - pd[i]);
+            }
+        }
+        out
     }
 }
 
