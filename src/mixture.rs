@@ -101,6 +101,9 @@ pub enum MixtureError {
     /// abar outside (0, 1].
     #[error("mixture: abar = {0} must lie in (0, 1]")]
     BadAbar(f64),
+    /// A score model behind the seam (a tensor model, a network) failed.
+    #[error("score model: {0}")]
+    Model(String),
 }
 
 /// The covariance of one component, with the structure used for fast paths.

@@ -249,18 +249,20 @@ impl SamplerConfig {
 /// The geometry of one kernel: `a^2`, `b` of the covariance `(b^2 H + b I)/a^2` and the clip
 /// bounds.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct KernelGeom {
-    a2: f64,
-    b: f64,
-    lower: f64,
-    upper: f64,
+pub(crate) struct KernelGeom {
+    pub(crate) a2: f64,
+    pub(crate) b: f64,
+    pub(crate) lower: f64,
+    pub(crate) upper: f64,
 }
 
 impl KernelGeom {
-    fn var(&self, h: f64) -> f64 {
+    /// `(b^2 h + b) / a^2`: the variance for a Hessian eigen/diagonal value `h`.
+    pub(crate) fn var(&self, h: f64) -> f64 {
         (self.b * self.b * h + self.b) / self.a2
     }
-    fn clip(&self, v: f64) -> f64 {
+    /// Clamped to `[lower, upper]`.
+    pub(crate) fn clip(&self, v: f64) -> f64 {
         v.max(self.lower).min(self.upper)
     }
 }
@@ -282,15 +284,30 @@ impl<L: LocalScore> LinearOperator for CovOperator<'_, L> {
 }
 
 /// Everything a run needs per grid step, computed once.
-struct Plan {
-    grid: Grid,
+pub(crate) struct Plan {
+    pub(crate) grid: Grid,
     /// Per step i (index i-1): the DDPM geometry of (s, t).
-    ddpm: Vec<KernelGeom>,
+    pub(crate) ddpm: Vec<KernelGeom>,
     /// Per step i: the clean-posterior geometry of (0, t) for DDIM.
-    ddim: Vec<KernelGeom>,
+    pub(crate) ddim: Vec<KernelGeom>,
 }
 
-fn plan(cfg: &SamplerConfig) -> Result<Plan, SamplerError> {
+impl Plan {
+    /// The geometry of step `i` for the run's kernel.
+    pub(crate) fn geom(&self, kernel: KernelKind, i: usize) -> KernelGeom {
+        match kernel {
+            KernelKind::Ddpm => self.ddpm[i - 1],
+            KernelKind::Ddim => self.ddim[i - 1],
+        }
+    }
+
+    /// The number of final steps LGS covers (LGSb: the last `fraction`).
+    pub(crate) fn lgs_steps(&self, o: &LgsOptions) -> usize {
+        ((o.fraction * self.grid.steps() as f64).ceil() as usize).max(1)
+    }
+}
+
+pub(crate) fn plan(cfg: &SamplerConfig) -> Result<Plan, SamplerError> {
     cfg.family.validate()?;
     if let Some((lo, hi)) = cfg.clip_range {
         if !(lo.is_finite() && hi.is_finite() && lo < hi) {
@@ -374,13 +391,13 @@ pub fn clip_bounds(grid: &Grid, i: usize, range: Option<(f64, f64)>) -> (f64, f6
 }
 
 /// Rademacher probes: `v_j = +-1`.
-fn rademacher<R: Rng>(rng: &mut R, d: usize) -> Vec<f64> {
+pub(crate) fn rademacher<R: Rng>(rng: &mut R, d: usize) -> Vec<f64> {
     (0..d)
         .map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 })
         .collect()
 }
 
-fn normals<R: Rng>(rng: &mut R, d: usize) -> Vec<f64> {
+pub(crate) fn normals<R: Rng>(rng: &mut R, d: usize) -> Vec<f64> {
     (0..d).map(|_| rng.sample(StandardNormal)).collect()
 }
 
@@ -456,11 +473,7 @@ fn step_one<M: ScoreModel>(
     let local = model.at(x, ln_t)?;
     let g = local.score();
     let ddim = cfg.kernel == KernelKind::Ddim;
-    let geom = if ddim {
-        plan.ddim[i - 1]
-    } else {
-        plan.ddpm[i - 1]
-    };
+    let geom = plan.geom(cfg.kernel, i);
     let a = geom.a2.sqrt();
     let mean: Vec<f64> = (0..d).map(|j| (x[j] + geom.b * g[j]) / a).collect();
     let hutch = |m: usize, rng: &mut ChaCha8Rng| -> Vec<f64> {
@@ -490,7 +503,7 @@ fn step_one<M: ScoreModel>(
         SamplerFamily::Full => full_sqrt_mul(&local, &geom, z),
         SamplerFamily::Hutchinson(m) => hutch(m, rng),
         SamplerFamily::Lgs(o) => {
-            let lgs_steps = ((o.fraction * plan.grid.steps() as f64).ceil() as usize).max(1);
+            let lgs_steps = plan.lgs_steps(&o);
             if i == 1 && o.guard.is_some() {
                 hutch(o.guard.unwrap_or(1), rng)
             } else if i > lgs_steps {

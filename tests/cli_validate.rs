@@ -14,6 +14,7 @@ fn run(extra: &[&str]) -> (Option<i32>, serde_json::Value) {
     let json = d.join("v.json");
     let out = Command::new(env!("CARGO_BIN_EXE_validate"))
         .args(["--data", "digits8", "--batch", "4", "--steps", "6"])
+        .args(["--samples", "100", "--ce-samples", "4000"])
         .args(extra)
         .arg("--json")
         .arg(&json)
@@ -36,6 +37,20 @@ fn small_case_passes_and_a_wrong_covariance_fails() {
         }
     }
     assert_eq!(v["device"], "cpu");
+    // Every part ran: per step, trajectories, sample metrics, cross-entropies.
+    for part in [
+        "posterior mean",
+        "endpoint",
+        "MMD^2(tensor, f64)",
+        "|MC - exact|",
+    ] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"].as_str().unwrap_or("").contains(part)),
+            "no `{part}` check"
+        );
+    }
     // Noise scaled by 1.01: covariance off by 2 %, far beyond f32 round-off.
     let (code, v) = run(&["--perturb", "1.01"]);
     assert_eq!(code, Some(1));
@@ -52,6 +67,9 @@ fn bad_input_exits_2() {
         &["--device", "tpu"][..],
         &["--families", "lgs-0"][..],
         &["--data", "mnist"][..],
+        &["--kernels", "ddpm,euler"][..],
+        &["--ce-data", "mix6"][..],
+        &["--device", "cuda:x"][..],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_validate"))
             .args(args)
