@@ -1,12 +1,35 @@
 #!/usr/bin/env bash
-# Builds a covlab binary with the `cuda` feature on a machine without a GPU, following
-# ../shared/cuda/README.md: installs the pinned CUDA 13.0 build pieces (idempotent) and builds.
-# Usage: scripts/build-cuda.sh <bin-name> [prefix]
+# Builds the GPU binaries with the `cuda` feature on a machine without a GPU, following
+# ../shared/cuda/README.md: installs the pinned CUDA 13.0 build pieces (idempotent), builds
+# `validate`, `bench-gpu` and the device-generic candle test binaries into target-cuda/, and
+# packs them xz-compressed into .gpu/ (a cuda binary is ~43 MB; the device tool carries at
+# most 64 MiB, compressed they fit together). Then run on the GPU machine:
+#   device run, carry [".gpu"], command: bash scripts/gpu-check.sh
+# Usage: scripts/build-cuda.sh [prefix]     (about 10 minutes cold on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin="${1:?usage: scripts/build-cuda.sh <bin-name> [prefix]}"
-prefix="${2:-$HOME/.cache/covlab-cuda13}"
-bash ../shared/cuda/setup-cuda-build.sh "$prefix"
+prefix="${1:-$HOME/.cache/covlab-cuda13}"
+bash ../shared/cuda/setup-cuda-build.sh "$prefix" >/dev/null
 # shellcheck disable=SC1091
 . "$prefix/env.sh"
-cargo build --release --features cuda --bin "$bin"
+target=target-cuda
+cargo build --release --features cuda --target-dir "$target" --bin validate --bin bench-gpu
+tests=$(cargo test --release --features cuda --target-dir "$target" --no-run \
+  --test candle_mixture --test candle_samplers --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["target"]["name"], m["executable"])')
+mkdir -p .gpu
+rm -f .gpu/*.xz
+for b in validate bench-gpu; do
+  xz -T0 -6 -c "$target/release/$b" > ".gpu/$b.xz"
+done
+while read -r name exe; do
+  [ -n "$name" ] && xz -T0 -6 -c "$exe" > ".gpu/test-$name.xz"
+done <<< "$tests"
+ls -l .gpu
+# Smoke test here (no GPU): the binary must start with the stub driver and say so clearly.
+LD_LIBRARY_PATH="$CUDA_HOME/lib/stubs:$CUDA_HOME/lib" "$target/release/validate" --device cuda \
+  --data digits8 --samples 0 --ce-data none --json /tmp/covlab-cuda-smoke.json || true

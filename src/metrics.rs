@@ -1053,11 +1053,13 @@ fn frechet_gram_sq(x: &[DVector<f64>], y: &[DVector<f64>]) -> Result<f64, Metric
     let (xm, mx) = centred_rows(x);
     let (ym, my) = centred_rows(y);
     let g = &xm * ym.transpose(); // n x m
-    // The nuclear norm from the singular values of G directly: its zero singular values come
-    // out as O(eps ||G||), where square roots of the eigenvalues of G Gᵀ would give O(sqrt(eps)).
+                                  // The nuclear norm from the singular values of G directly: its zero singular values come
+                                  // out as O(eps ||G||), where square roots of the eigenvalues of G Gᵀ would give O(sqrt(eps)).
     let sv = g
         .try_svd(false, false, f64::EPSILON, 0)
-        .ok_or(MetricsError::EigenNoConvergence { field: "G = X Yᵀ" })?;
+        .ok_or(MetricsError::EigenNoConvergence {
+            field: "G = X Yᵀ"
+        })?;
     let cross: f64 = sv.singular_values.iter().sum();
     let mean_term = (&mx - &my).norm_squared();
     Ok((mean_term + xm.norm_squared() + ym.norm_squared() - 2.0 * cross).max(0.0))

@@ -1,8 +1,11 @@
 //! The `validate` binary (feature `candle`): a small case passes, a deliberately wrong
-//! covariance fails with exit code 1 (the check itself is checked), bad input exits 2.
+//! covariance fails with exit code 1 (the check itself is checked), bad input exits 2; and the
+//! `bench-gpu` binary's report.
 #![cfg(feature = "candle")]
 
 use std::process::Command;
+
+mod common;
 
 fn run(extra: &[&str]) -> (Option<i32>, serde_json::Value) {
     let d = std::env::temp_dir().join(format!(
@@ -72,6 +75,53 @@ fn bad_input_exits_2() {
         &["--device", "cuda:x"][..],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_validate"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn bench_gpu_writes_its_rows_and_rejects_bad_input() {
+    // A tiny CPU run: every row kind present with positive finite throughput, the f64-core
+    // rows beside them, and the figure files.
+    let d = common::tmp_dir("bench-gpu");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bench-gpu"));
+    cmd.args(["--presets", "digits8", "--batches", "4,8", "--ks", "1,2"])
+        .args([
+            "--trajectory-presets",
+            "digits8",
+            "--trajectory-samples",
+            "4",
+        ])
+        .args(["--trajectory-steps", "2", "--repeats", "1"]);
+    let v = common::run_for_json(cmd, &d);
+    let rows = v["rows"].as_array().unwrap();
+    for (name, device) in [
+        ("score", "cpu"),
+        ("cv_analytic", "cpu"),
+        ("cv_autograd", "cpu"),
+        ("lgs1_step", "cpu"),
+        ("lgs2_step", "cpu"),
+        ("lgs3_step", "f64-cpu"),
+        ("trajectory_beta", "cpu"),
+        ("trajectory_lgs-3", "cpu"),
+    ] {
+        let r = rows
+            .iter()
+            .find(|r| r["name"] == name && r["device"] == device)
+            .unwrap_or_else(|| panic!("no {name} row on {device}"));
+        let ps = r["per_second"].as_f64().unwrap();
+        assert!(ps.is_finite() && ps > 0.0, "{name}: {ps}");
+    }
+    assert!(d.join("fig.png").exists() && d.join("fig.svg").exists());
+    for args in [
+        &["--device", "tpu"][..],
+        &["--batches", "0"][..],
+        &["--presets", "mnist"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_bench-gpu"))
             .args(args)
             .output()
             .unwrap();
