@@ -78,12 +78,7 @@ enum Command {
 }
 
 fn main() {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(true) => {}
-        Ok(false) => std::process::exit(1),
-        Err(e) => common::finish(Err(e)),
-    }
+    common::finish_check(run(&Args::parse()));
 }
 
 /// A study error: bad input (exit 2) or failure (exit 1).

@@ -82,12 +82,7 @@ struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(true) => {}
-        Ok(false) => std::process::exit(1),
-        Err(e) => common::finish(Err(e)),
-    }
+    common::finish_check(run(&Args::parse()));
 }
 
 fn run(args: &Args) -> Result<bool, Outcome> {

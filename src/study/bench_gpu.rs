@@ -108,6 +108,7 @@ impl BenchGpuStudy {
             .collect()
     }
 
+    #[allow(clippy::ptr_arg)] // mapped over `&Vec<String>` items
     fn load(name: &String) -> Result<(String, crate::lowrank::LowRankMixture), StudyError> {
         let q =
             image_data::load(name).map_err(|e| ParamError::new("presets", "image presets", e))?;

@@ -224,9 +224,9 @@ fn walk(
             for (k, vb) in mb {
                 if !ma.contains_key(k) {
                     path.push(k.clone());
-                    if !(path.len() == 1 && k == "provenance")
-                        && !spec.ignore.iter().any(|p| matches(p, path))
-                    {
+                    let skip = (path.len() == 1 && k == "provenance")
+                        || spec.ignore.iter().any(|p| matches(p, path));
+                    if !skip {
                         out.push(Drift {
                             path: path.join("."),
                             committed: text(None),
@@ -268,7 +268,11 @@ fn walk(
                 .unwrap_or(0.0);
             let allowed = abs + rel * x.abs().max(y.abs()) + err;
             let diff = (x - y).abs();
-            if !(diff <= allowed) {
+            // NaN (a non-number) drifts too.
+            if !matches!(
+                diff.partial_cmp(&allowed),
+                Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+            ) {
                 drift(out, path, diff, allowed);
             }
         }

@@ -191,12 +191,7 @@ impl StudyKind for GuidanceStudy {
     }
 
     fn validate(&self) -> Result<(), ParamError> {
-        ensure(
-            !self.steps.is_empty() && !self.steps.contains(&0),
-            "steps",
-            "every T >= 1",
-            &self.steps,
-        )?;
+        super::ensure_steps(&self.steps)?;
         ensure(
             self.window.len() == 2
                 && self.window[0].partial_cmp(&self.window[1]) == Some(std::cmp::Ordering::Less),

@@ -468,7 +468,7 @@ fn run_case(
                 })?;
             let lmin = eig.eigenvalues.min();
             let lmax = eig.eigenvalues.max();
-            if !(lmin > 0.0) {
+            if lmin.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 return Err(StudyError::Case {
                     case: format!("{label} at tau = {tau}"),
                     reason: format!("the posterior covariance has eigenvalue {lmin} <= 0"),
@@ -689,7 +689,7 @@ fn case_json(r: &CaseResult, fit: &Fit, seed: u64) -> Value {
 
 fn table(results: &[CaseResult], fits: &[Fit], timing: Option<&Timing>, info: &RunInfo) -> String {
     let mut s = String::new();
-    s += &format!("Lanczos C^(1/2) z: error ||C^(1/2) z - y_k|| / ||z|| vs the bound 2 E_(k-1)\n");
+    s += "Lanczos C^(1/2) z: error ||C^(1/2) z - y_k|| / ||z|| vs the bound 2 E_(k-1)\n";
     s += &format!(
         "{:<28} {:>5} {:>9} {:>9} {:>24} {:>8} {:>10} {:>11}\n",
         "case", "D", "kappa", "fit k", "fitted rate [95% CI]", "1/rho", "fit*rho", "max err/bd"
@@ -818,7 +818,7 @@ fn make_figures(results: &[CaseResult], kappas: &[f64], dims: &[usize]) -> Vec<(
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Cell {
-    Case(CaseResult),
+    Case(Box<CaseResult>),
     Timing(Timing),
 }
 
@@ -829,7 +829,7 @@ impl StudyKind for LanczosStudy {
 
     fn validate(&self) -> Result<(), ParamError> {
         ensure(
-            !self.dims.is_empty() && self.dims.iter().all(|&d| d >= 1 && d <= MAX_DIM),
+            !self.dims.is_empty() && self.dims.iter().all(|d| (1..=MAX_DIM).contains(d)),
             "dims",
             &format!("every D in 1..={MAX_DIM}"),
             &self.dims,
@@ -892,7 +892,7 @@ impl StudyKind for LanczosStudy {
                 obs.cell_started(i, &labels[i]);
                 let r = run_case(&cases[i], self.seed, i as u64, self.kmax);
                 obs.cell_done(i, &labels[i]);
-                r.and_then(|r| super::to_cell("lanczos", &Cell::Case(r)))
+                r.and_then(|r| super::to_cell("lanczos", &Cell::Case(Box::new(r))))
             })
             .collect::<Result<_, _>>()?;
         for i in timing_idx {
@@ -908,7 +908,7 @@ impl StudyKind for LanczosStudy {
         let mut timing = None;
         for c in cells {
             match super::from_cell::<Cell>("lanczos", c)? {
-                Cell::Case(r) => results.push(r),
+                Cell::Case(r) => results.push(*r),
                 Cell::Timing(t) => timing = Some(t),
             }
         }

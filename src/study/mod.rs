@@ -431,6 +431,25 @@ pub fn data_label(data: &str) -> String {
     }
 }
 
+/// `Err(ParamError)` for `steps` unless every T value is >= 1 and there is one.
+pub(crate) fn ensure_steps(steps: &[usize]) -> Result<(), ParamError> {
+    ensure(
+        !steps.is_empty() && !steps.contains(&0),
+        "steps",
+        "every T >= 1",
+        steps,
+    )
+}
+
+/// The mean of `v` and its standard error `sqrt(var / n)` (sample variance, `n - 1`).
+#[must_use]
+pub fn mean_se(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
+    (m, (var / n).sqrt())
+}
+
 /// `Err(ParamError)` for `key` unless `ok`.
 pub(crate) fn ensure(
     ok: bool,

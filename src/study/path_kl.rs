@@ -287,12 +287,7 @@ impl StudyKind for PathKlStudy {
     }
 
     fn validate(&self) -> Result<(), ParamError> {
-        ensure(
-            !self.steps.is_empty() && !self.steps.contains(&0),
-            "steps",
-            "every T >= 1",
-            &self.steps,
-        )?;
+        super::ensure_steps(&self.steps)?;
         ensure(
             self.early_stop.is_finite() && (0.0..1.0).contains(&self.early_stop),
             "early-stop",

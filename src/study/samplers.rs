@@ -223,16 +223,15 @@ impl<M: ScoreModel> DataRun<'_, M> {
                     })
                 }
                 CellSpec::Family { t, family, .. } => {
-                    if !tables.contains_key(&t) {
-                        let table = analytic_trace_table(
+                    if let std::collections::btree_map::Entry::Vacant(e) = tables.entry(t) {
+                        e.insert(analytic_trace_table(
                             self.model.inner(),
                             &schedule,
                             t,
                             0.0,
                             &data_for_analytic,
                             s.seed,
-                        )?;
-                        tables.insert(t, table);
+                        )?);
                     }
                     let fam = families[family];
                     let mut cfg = SamplerConfig::new(fam, schedule.clone(), t);
@@ -268,26 +267,13 @@ impl<M: ScoreModel> DataRun<'_, M> {
     }
 }
 
-/// Mean and standard error of per-sample log-likelihoods.
-fn mean_se(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
-    (m, (var / n).sqrt())
-}
-
 impl StudyKind for SamplersStudy {
     fn kind(&self) -> &'static str {
         "samplers"
     }
 
     fn validate(&self) -> Result<(), ParamError> {
-        ensure(
-            !self.steps.is_empty() && !self.steps.contains(&0),
-            "steps",
-            "every T >= 1",
-            &self.steps,
-        )?;
+        super::ensure_steps(&self.steps)?;
         ensure(
             self.samples >= 4,
             "samples",
@@ -354,42 +340,35 @@ impl StudyKind for SamplersStudy {
                 continue;
             }
             let label = super::data_label(name);
-            match self.load(name)? {
-                Data::Dense(q0) => {
-                    let model = Counted::new(MixtureScore::new(q0.clone()));
-                    let run = DataRun {
-                        study: self,
-                        name: label,
-                        model: &model,
-                        draw: &|rng, n| q0.sample(rng, n),
-                        loglik: &|xs| {
-                            let ll = mean_log_likelihood(&q0, xs)?;
-                            Ok((ll.value, ll.se))
-                        },
-                        range: clip_range_of(&q0),
-                    };
-                    rows.extend(run.run(&todo, obs)?);
-                }
+            let done = match self.load(name)? {
+                Data::Dense(q0) => self.run_data(
+                    label,
+                    &Counted::new(MixtureScore::new(q0.clone())),
+                    &|rng, n| q0.sample(rng, n),
+                    &|xs| {
+                        let ll = mean_log_likelihood(&q0, xs)?;
+                        Ok((ll.value, ll.se))
+                    },
+                    clip_range_of(&q0),
+                    (&todo, obs),
+                )?,
                 // Image presets live in [-1, 1] (digits by construction): the range of the clip.
-                Data::LowRank(q0) => {
-                    let model = Counted::new(LowRankScore::new(q0.clone()));
-                    let run = DataRun {
-                        study: self,
-                        name: label,
-                        model: &model,
-                        draw: &|rng, n| q0.sample(rng, n),
-                        loglik: &|xs| {
-                            let v = xs
-                                .iter()
-                                .map(|x| q0.ln_pdf(x.as_slice()))
-                                .collect::<Result<Vec<_>, _>>()?;
-                            Ok(mean_se(&v))
-                        },
-                        range: (-1.0, 1.0),
-                    };
-                    rows.extend(run.run(&todo, obs)?);
-                }
-            }
+                Data::LowRank(q0) => self.run_data(
+                    label,
+                    &Counted::new(LowRankScore::new(q0.clone())),
+                    &|rng, n| q0.sample(rng, n),
+                    &|xs| {
+                        let v = xs
+                            .iter()
+                            .map(|x| q0.ln_pdf(x.as_slice()))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        Ok(super::mean_se(&v))
+                    },
+                    (-1.0, 1.0),
+                    (&todo, obs),
+                )?,
+            };
+            rows.extend(done);
         }
         rows.sort_by_key(|r| r.0);
         Ok(rows.into_iter().map(|r| r.1).collect())
@@ -440,6 +419,28 @@ impl StudyKind for SamplersStudy {
 }
 
 impl SamplersStudy {
+    /// Runs the cells `todo` of one data set through `model`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_data<M: ScoreModel>(
+        &self,
+        name: String,
+        model: &Counted<M>,
+        draw: Draw<'_>,
+        loglik: LogLik<'_>,
+        range: (f64, f64),
+        (todo, obs): (&[(usize, CellSpec)], &dyn Observer),
+    ) -> Result<Vec<(usize, Value)>, StudyError> {
+        DataRun {
+            study: self,
+            name,
+            model,
+            draw,
+            loglik,
+            range,
+        }
+        .run(todo, obs)
+    }
+
     /// The families of `name` in row order (without the exact floor).
     fn families_of(name: &str, rows: &[Value]) -> Vec<String> {
         let mut fams: Vec<String> = vec![];

@@ -383,10 +383,7 @@ impl ValidateStudy {
                     .iter()
                     .map(|p| q0.ln_pdf(p.as_slice()))
                     .collect::<Result<Vec<_>, _>>()?;
-                let n = v.len() as f64;
-                let m = v.iter().sum::<f64>() / n;
-                let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
-                Ok((m, (var / n).sqrt()))
+                Ok(super::mean_se(&v))
             };
             let opts3 = TensorSampleOptions {
                 chunk: 1024,

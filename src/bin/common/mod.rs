@@ -45,6 +45,16 @@ pub fn finish(result: Result<(), Outcome>) {
     }
 }
 
+/// Exits 1 when `result` is `Ok(false)` (a check failed), as [`finish`] on errors.
+#[allow(dead_code)]
+pub fn finish_check(result: Result<bool, Outcome>) {
+    match result {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => finish(Err(e)),
+    }
+}
+
 /// Writes `doc` as pretty JSON to `path` (creating its directory) and says so on stderr.
 #[allow(dead_code)]
 pub fn write_json(path: &std::path::Path, doc: &serde_json::Value) -> anyhow::Result<()> {
