@@ -109,6 +109,7 @@ const TOL_TRAJ: f64 = 1e-4;
 const TOL_Z: f64 = 4.0;
 
 fn main() {
+    common::init_candle_threads();
     let args = Args::parse();
     match run(&args) {
         Ok(true) => {}
