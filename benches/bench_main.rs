@@ -1,6 +1,10 @@
 //! criterion benches: `cargo bench --bench bench_main`.
 use criterion::criterion_main;
 
+/// The binaries' allocator (see src/bin/common/mod.rs), so benches time what they run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod benchmarks;
 
 #[cfg(not(feature = "candle"))]

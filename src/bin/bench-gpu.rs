@@ -75,6 +75,7 @@ struct Args {
 }
 
 fn main() {
+    common::init_candle_threads();
     common::finish(run(&Args::parse()));
 }
 

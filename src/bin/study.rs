@@ -78,6 +78,8 @@ enum Command {
 }
 
 fn main() {
+    // The validate and bench-gpu kinds run candle on the CPU: the binaries' thread settings.
+    common::init_candle_threads();
     common::finish_check(run(&Args::parse()));
 }
 

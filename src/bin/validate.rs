@@ -82,6 +82,7 @@ struct Args {
 }
 
 fn main() {
+    common::init_candle_threads();
     common::finish_check(run(&Args::parse()));
 }
 

@@ -41,6 +41,12 @@ pub struct TensorMixture {
     p_mu: Tensor,
     /// `(K, D)`: `diag Sigma_k^{-1} = 1/d - rowsum((D^{-1} U) .* (D^{-1} U M^{-1}))`, formed in f64.
     p_diag: Tensor,
+    /// `(K r, D)`: the `F_k^T = (D_k^{-1} U_k)^T` stacked (the same data as `dinv_u_t`).
+    f_cat_t: Tensor,
+    /// `(D, K r)`: `[F_1 .. F_K]`.
+    f_cat: Tensor,
+    /// `(K, D)`: `1 / d_k`, formed in f64.
+    dinv: Tensor,
     /// `(K, D)` diagonals `d_k` in f64 (host), for the cancellation-free covariance.
     d_host: Vec<f64>,
     /// `(K, D)` `diag Sigma_k^{-1}` in f64 (host).
@@ -104,7 +110,12 @@ impl TensorMixture {
         Ok(Self {
             means: Tensor::from_vec(means, (k, d), device)?,
             u: Tensor::from_vec(u, (k, d, r), device)?,
-            dinv_u_t: Tensor::from_vec(dinv_u_t, (k, r, d), device)?,
+            dinv_u_t: Tensor::from_vec(dinv_u_t.clone(), (k, r, d), device)?,
+            f_cat_t: Tensor::from_vec(dinv_u_t.clone(), (k * r, d), device)?,
+            f_cat: Tensor::from_vec(dinv_u_t, (k * r, d), device)?
+                .t()?
+                .contiguous()?,
+            dinv: Tensor::from_vec(f32s(dg.iter().map(|v| 1.0 / v)), (k, d), device)?,
             minv_t: Tensor::from_vec(minv_t, (k, r, r), device)?,
             d: Tensor::from_vec(f32s(dg.iter().copied()), (k, d), device)?,
             consts: Tensor::from_vec(consts, (k, 1), device)?,
@@ -160,11 +171,19 @@ impl TensorMixture {
         let resp = terms.broadcast_sub(&lse.unsqueeze(0)?)?.exp()?; // (K, N)
         let gk = pr.neg()?;
         let score = gk.broadcast_mul(&resp.unsqueeze(2)?)?.sum(0)?; // (N, D)
+                                                                    // g_k - g, sample-major for the batched products.
+        let dk_t = gk
+            .broadcast_sub(&score.unsqueeze(0)?)?
+            .transpose(0, 1)?
+            .contiguous()?; // (N, K, D)
+        let resp_t = resp.t()?.contiguous()?; // (N, K)
         Ok(ScoreParts {
             x: x.clone(),
             score,
             resp,
             gk,
+            dk_t,
+            resp_t,
         })
     }
 
@@ -184,22 +203,44 @@ impl TensorMixture {
         self.hvp_at(&self.parts(x)?, v)
     }
 
+    /// `sum_k r_k F_k M_k^{-1} F_k^T v` for `v` `(N, D)`, `F_k = D_k^{-1} U_k`: one `(N, D) x
+    /// (D, K r)` product, the `K` small `r x r` solves, one `(N, K r) x (K r, D)` product.
+    fn lowrank_at(&self, parts: &ScoreParts, v: &Tensor) -> Result<Tensor, TensorError> {
+        let (n, _) = v.dims2()?;
+        let (k, r, _) = self.minv_t.dims3()?;
+        let w = v.matmul(&self.f_cat)?; // (N, K r)
+        let w = w.reshape((n, k, r))?.transpose(0, 1)?.contiguous()?; // (K, N, r)
+        let w = w
+            .matmul(&self.minv_t)?
+            .broadcast_mul(&parts.resp.unsqueeze(2)?)?;
+        let w = w.transpose(0, 1)?.contiguous()?.reshape((n, k * r))?;
+        Ok(w.matmul(&self.f_cat_t)?)
+    }
+
+    /// `sum_k r_k (g_k - g) ((g_k - g) . v)` for `v` `(N, D)`: two batched products with the
+    /// sample-major `g_k - g` of [`ScoreParts`].
+    fn outer_at(parts: &ScoreParts, v: &Tensor) -> Result<Tensor, TensorError> {
+        let dkv = parts.dk_t.matmul(&v.unsqueeze(2)?)?; // (N, K, 1)
+        let c = dkv.broadcast_mul(&parts.resp_t.unsqueeze(2)?)?; // (N, K, 1)
+        Ok(c.transpose(1, 2)?.matmul(&parts.dk_t)?.squeeze(1)?) // (N, D)
+    }
+
     /// `H v` at precomputed [`ScoreParts`], in the centred form
     /// `H v = sum_k r_k (-Sigma_k^{-1} v + (g_k - g) ((g_k - g) . v))`, which avoids the
     /// cancellation of the two large outer-product sums `sum_k r_k g_k g_k^T - g g^T` in f32.
+    /// With Woodbury, `Sigma_k^{-1} v = v / d_k - F_k M_k^{-1} F_k^T v`, so
+    ///
+    /// ```text
+    /// H v = -v .* (R D^{-1}) + sum_k r_k F_k M_k^{-1} F_k^T v + sum_k r_k (g_k - g)((g_k - g) . v),
+    /// ```
+    /// `R` the `(N, K)` responsibilities, `D^{-1}` the `(K, D)` inverse diagonals: no
+    /// `(K, N, D)` tensor is formed per product (two passes over the stored `g_k - g`).
     ///
     /// # Errors
     /// Candle errors.
     pub fn hvp_at(&self, parts: &ScoreParts, v: &Tensor) -> Result<Tensor, TensorError> {
-        let ScoreParts {
-            score: g, resp, gk, ..
-        } = parts;
-        let vk = v.unsqueeze(0)?.broadcast_as(gk.shape())?.contiguous()?;
-        let pv = self.precision_mul(&vk)?; // (K, N, D)
-        let dk = gk.broadcast_sub(&g.unsqueeze(0)?)?; // g_k - g
-        let dkv = (&dk * &vk)?.sum_keepdim(2)?; // (K, N, 1)
-        let per = (dk.broadcast_mul(&dkv)? - pv)?; // (K, N, D)
-        Ok(per.broadcast_mul(&resp.unsqueeze(2)?)?.sum(0)?)
+        let diag = (v * parts.resp_t.matmul(&self.dinv)?)?;
+        Ok(((self.lowrank_at(parts, v)? - diag)? + Self::outer_at(parts, v)?)?)
     }
 
     /// `diag H = sum_k r_k (-diag Sigma_k^{-1} + (g_k - g)^2)`, shape `(N, D)`.
@@ -215,9 +256,16 @@ impl TensorMixture {
     /// # Errors
     /// Candle errors.
     pub fn hessian_diag_at(&self, parts: &ScoreParts) -> Result<Tensor, TensorError> {
-        let dk = parts.gk.broadcast_sub(&parts.score.unsqueeze(0)?)?;
-        let per = dk.sqr()?.broadcast_sub(&self.p_diag.unsqueeze(1)?)?;
-        Ok(per.broadcast_mul(&parts.resp.unsqueeze(2)?)?.sum(0)?)
+        Ok((Self::outer_diag_at(parts)? - parts.resp_t.matmul(&self.p_diag)?)?)
+    }
+
+    /// `sum_k r_k (g_k - g)^2` (element-wise), `(N, D)`: one batched product.
+    fn outer_diag_at(parts: &ScoreParts) -> Result<Tensor, TensorError> {
+        Ok(parts
+            .resp_t
+            .unsqueeze(1)?
+            .matmul(&parts.dk_t.sqr()?)?
+            .squeeze(1)?)
     }
 
     /// `H v` by reverse-mode autograd of `sum_n <score(x_n), v_n>` with respect to `x`.
@@ -250,19 +298,11 @@ impl TensorMixture {
     /// # Errors
     /// Candle errors.
     pub fn x_plus_score_at(&self, parts: &ScoreParts) -> Result<Tensor, TensorError> {
+        // sum_k r_k [(1 - 1/d_k) .* x + F_k M_k^{-1} F_k^T x + Sigma_k^{-1} mu_k]
         let x = &parts.x;
-        let xk = x
-            .unsqueeze(0)?
-            .broadcast_as((self.means.dim(0)?, x.dim(0)?, self.dim))?
-            .contiguous()?;
-        let dvx = xk.broadcast_div(&self.d.unsqueeze(1)?)?;
-        let corr = dvx
-            .matmul(&self.u)?
-            .matmul(&self.minv_t)?
-            .matmul(&self.dinv_u_t)?;
-        let per = ((xk.broadcast_mul(&self.one_minus_dinv.unsqueeze(1)?)? + corr)?
-            .broadcast_add(&self.p_mu.unsqueeze(1)?))?;
-        Ok(per.broadcast_mul(&parts.resp.unsqueeze(2)?)?.sum(0)?)
+        let diag = (x * parts.resp_t.matmul(&self.one_minus_dinv)?)?;
+        let shift = parts.resp_t.matmul(&self.p_mu)?;
+        Ok(((diag + self.lowrank_at(parts, x)?)? + shift)?)
     }
 
     /// The pieces of the reverse-kernel covariance `C = (b^2 H + b I)/a^2` of a step with
@@ -273,8 +313,11 @@ impl TensorMixture {
     /// B_{t,k} = U_k U_k^T + diag(d_k) (this mixture's components),  B_{s,k} = (B_{t,k} - b I)/a^2
     ///         = U_k U_k^T / a^2 + diag(d_s,k),   d_s,k = (d_k - b)/a^2   (f64),
     /// C = sum_k r_k S_k + (b^2/a^2) sum_k r_k (g_k - g)(g_k - g)^T,   S_k = b B_{t,k}^{-1} B_{s,k},
-    /// diag S_k = b (1 - b diag B_{t,k}^{-1}) / a^2   (f64).
+    /// diag S_k = b (1 - b diag B_{t,k}^{-1}) / a^2   (f64),
+    /// S_k v = b E_k .* v + (b^2/a^2) F_k M_k^{-1} F_k^T v,   E_k = (d_k - b) / (a^2 d_k)   (f64),
     /// ```
+    /// the last from Woodbury for `B_{t,k}^{-1}` (`F_k = D_k^{-1} U_k`, `M_k = I + U_k^T F_k`):
+    /// `S_k = (b/a^2)(I - b B_{t,k}^{-1})` and every term is positive.
     /// The textbook `(b^2 H + b I)/a^2` cancels when `C << b / a^2` (the noisy steps of a DDIM
     /// clean-data posterior, where `a^2 = abar_t ~ 1e-4`): in f32 that loses `b / (a^2 C)` in
     /// relative accuracy (measured 2e-3 on digits32); here every term is positive.
@@ -284,17 +327,21 @@ impl TensorMixture {
     pub fn cov_geometry(&self, a2: f64, b: f64) -> Result<CovGeometry, TensorError> {
         let k = self.means.dim(0)?;
         let dev = self.means.device();
-        let d_s = f32s(self.d_host.iter().map(|&d| (d - b) / a2));
+        let e = f32s(self.d_host.iter().map(|&d| (d - b) / (a2 * d)));
         let s_diag = f32s(self.p_diag_host.iter().map(|&p| b * (1.0 - b * p) / a2));
         Ok(CovGeometry {
             a2,
             b,
-            d_s: Tensor::from_vec(d_s, (k, self.dim), dev)?,
+            e: Tensor::from_vec(e, (k, self.dim), dev)?,
             s_diag: Tensor::from_vec(s_diag, (k, self.dim), dev)?,
         })
     }
 
-    /// `C v` (see [`Self::cov_geometry`]) at [`ScoreParts`] for `v` of shape `(N, D)`.
+    /// `C v` (see [`Self::cov_geometry`]) at [`ScoreParts`] for `v` of shape `(N, D)`:
+    ///
+    /// ```text
+    /// C v = b v .* (R E) + (b^2/a^2) [ sum_k r_k F_k M_k^{-1} F_k^T v + sum_k r_k (g_k - g)((g_k - g) . v) ].
+    /// ```
     ///
     /// # Errors
     /// Candle errors.
@@ -304,23 +351,10 @@ impl TensorMixture {
         geom: &CovGeometry,
         v: &Tensor,
     ) -> Result<Tensor, TensorError> {
-        let ScoreParts {
-            score: g, resp, gk, ..
-        } = parts;
-        let vk = v.unsqueeze(0)?.broadcast_as(gk.shape())?.contiguous()?;
-        // B_s v = U (U^T v) / a^2 + d_s .* v
-        let uv = vk.matmul(&self.u)?; // (K, N, r)
-        let bsv = (uv
-            .matmul(&self.u.transpose(1, 2)?)?
-            .affine(1.0 / geom.a2, 0.0)?
-            + vk.broadcast_mul(&geom.d_s.unsqueeze(1)?)?)?;
-        let sv = self.precision_mul(&bsv)?.affine(geom.b, 0.0)?; // S_k v
-        let dk = gk.broadcast_sub(&g.unsqueeze(0)?)?;
-        let dkv = (&dk * &vk)?.sum_keepdim(2)?;
-        let per = (sv
-            + dk.broadcast_mul(&dkv)?
-                .affine(geom.b * geom.b / geom.a2, 0.0)?)?;
-        Ok(per.broadcast_mul(&resp.unsqueeze(2)?)?.sum(0)?)
+        let c = geom.b * geom.b / geom.a2;
+        let diag = (v * parts.resp_t.matmul(&geom.e)?)?.affine(geom.b, 0.0)?;
+        let rest = (self.lowrank_at(parts, v)? + Self::outer_at(parts, v)?)?;
+        Ok((diag + rest.affine(c, 0.0)?)?)
     }
 
     /// `diag C` (see [`Self::cov_geometry`]) at [`ScoreParts`], `(N, D)`.
@@ -332,12 +366,8 @@ impl TensorMixture {
         parts: &ScoreParts,
         geom: &CovGeometry,
     ) -> Result<Tensor, TensorError> {
-        let dk = parts.gk.broadcast_sub(&parts.score.unsqueeze(0)?)?;
-        let per = dk
-            .sqr()?
-            .affine(geom.b * geom.b / geom.a2, 0.0)?
-            .broadcast_add(&geom.s_diag.unsqueeze(1)?)?;
-        Ok(per.broadcast_mul(&parts.resp.unsqueeze(2)?)?.sum(0)?)
+        let outer = Self::outer_diag_at(parts)?.affine(geom.b * geom.b / geom.a2, 0.0)?;
+        Ok((outer + parts.resp_t.matmul(&geom.s_diag)?)?)
     }
 
     /// The posterior mean of a step, `m = (x + b score) / a = (a^2 x + b (x + score)) / a`
@@ -358,8 +388,8 @@ pub struct CovGeometry {
     pub a2: f64,
     /// `b`.
     pub b: f64,
-    /// `(K, D)` `d_s,k = (d_k - b)/a^2`.
-    d_s: Tensor,
+    /// `(K, D)` `E_k = (d_k - b) / (a^2 d_k)`.
+    e: Tensor,
     /// `(K, D)` `diag S_k`.
     s_diag: Tensor,
 }
@@ -375,4 +405,8 @@ pub struct ScoreParts {
     pub resp: Tensor,
     /// `g_k = -Sigma_k^{-1} (x - mu_k)`, `(K, N, D)`.
     pub gk: Tensor,
+    /// `g_k - g`, sample-major, `(N, K, D)`.
+    pub dk_t: Tensor,
+    /// The responsibilities, sample-major, `(N, K)`.
+    pub resp_t: Tensor,
 }

@@ -85,8 +85,11 @@ pub fn device_from_name(name: &str) -> Result<Device, TensorError> {
                 ));
             }
             Device::new_cuda(ordinal).map_err(|e| {
+                // candle appends a backtrace when RUST_BACKTRACE is set: keep the first line.
+                let msg = e.to_string();
+                let first = msg.lines().next().unwrap_or("unknown error");
                 TensorError::Unsupported(format!(
-                    "device `{name}`: no usable CUDA device ({e}); run on a GPU machine or use --device cpu"
+                    "device `{name}`: no usable CUDA device ({first}); run on a GPU machine or use --device cpu"
                 ))
             })
         }

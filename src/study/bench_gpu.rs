@@ -409,6 +409,13 @@ fn draw(doc: &Value, dev_name: &str) -> Option<LogLogFigure> {
             keys.push(key);
         }
     }
+    // Colour: the preset; marker: score (circle) or LGS-3 step (triangle); dashed: f64 core.
+    let mut presets: Vec<&str> = Vec::new();
+    for (_, _, p) in &keys {
+        if !presets.contains(&p.as_str()) {
+            presets.push(p);
+        }
+    }
     let series: Vec<Series> = keys
         .iter()
         .map(|(n, d, p)| {
@@ -421,7 +428,10 @@ fn draw(doc: &Value, dev_name: &str) -> Option<LogLogFigure> {
                 })
                 .filter_map(|r| Some((r["batch"].as_f64()?, r["per_second"].as_f64()?)))
                 .unzip();
-            let s = Series::new(format!("{n} {d} {p}"), x, y);
+            let color = presets.iter().position(|q| q == p).unwrap_or(0);
+            let s = Series::new(format!("{n} {d} {p}"), x, y)
+                .with_color(color)
+                .with_marker(usize::from(n == "lgs3_step"));
             if d == "f64-cpu" {
                 s.dashed()
             } else {
@@ -438,7 +448,10 @@ fn draw(doc: &Value, dev_name: &str) -> Option<LogLogFigure> {
         y_label: "score: evaluations/s; lgs3_step: sample-steps/s".into(),
         series,
         refs: Vec::new(),
-        caption: None,
+        caption: Some(format!(
+            "{} threads; median of {} after a warm-up",
+            doc["threads"], doc["repeats"]
+        )),
     })
 }
 
