@@ -25,6 +25,8 @@
 //! - [`metrics`]: sample-quality metrics: unbiased MMD² with standard errors, Fréchet distance, mean log-likelihood.
 //! - [`presets`]: the shipped data sets and the JSON mixture-file format.
 //! - [`plot`]: log-log and log-linear figures (SVG and PNG, no system fonts needed).
+//! - [`study`]: study files (`studies/*.toml`): every committed result regenerated, checked
+//!   for drift and shardable; each binary's computation as a study kind.
 //!
 //! Features: `candle` ([`gpu`]: the tensor path on candle, CPU device, tested in CI) and
 //! `cuda` (candle's CUDA backend; built by `scripts/build-cuda.sh`, not in CI).
@@ -55,5 +57,6 @@ pub mod rates;
 pub mod sampler;
 pub mod schedule;
 pub mod score;
+pub mod study;
 
 pub use error::{Error, Result};

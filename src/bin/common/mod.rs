@@ -30,6 +30,7 @@ pub fn init_candle_threads() {
 pub struct BadInput(pub anyhow::Error);
 
 /// Wraps an error as bad input.
+#[allow(dead_code)]
 pub fn bad<E: Into<anyhow::Error>>(e: E) -> BadInput {
     BadInput(e.into())
 }
@@ -69,6 +70,16 @@ pub fn finish(result: Result<(), Outcome>) {
     }
 }
 
+/// Exits 1 when `result` is `Ok(false)` (a check failed), as [`finish`] on errors.
+#[allow(dead_code)]
+pub fn finish_check(result: Result<bool, Outcome>) {
+    match result {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => finish(Err(e)),
+    }
+}
+
 /// Writes `doc` as pretty JSON to `path` (creating its directory) and says so on stderr.
 #[allow(dead_code)]
 pub fn write_json(path: &std::path::Path, doc: &serde_json::Value) -> anyhow::Result<()> {
@@ -82,4 +93,73 @@ pub fn write_json(path: &std::path::Path, doc: &serde_json::Value) -> anyhow::Re
         .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// A parameter error as bad input, the key written as the flag (`--steps`).
+#[allow(dead_code)]
+pub fn param(e: covlab::study::ParamError) -> Outcome {
+    Outcome::Bad(BadInput(anyhow::anyhow!(e.as_flag())))
+}
+
+/// A study error: bad input (exit 2) for the user's mistakes and, when `compute_is_bad`, for
+/// every computation error too (the binaries whose computations fail only on bad input);
+/// otherwise a failure (exit 1).
+#[allow(dead_code)]
+pub fn study_error(e: covlab::study::StudyError, compute_is_bad: bool) -> Outcome {
+    use covlab::study::StudyError;
+    match e {
+        StudyError::BadParam(p) => param(p),
+        e if e.is_bad_input() => Outcome::Bad(BadInput(e.into())),
+        e @ StudyError::Covlab(_) if compute_is_bad => Outcome::Bad(BadInput(e.into())),
+        e => Outcome::Failed(e.into()),
+    }
+}
+
+/// A progress bar on stderr fed by a study's observer: one tick per cell, or the inner
+/// progress (e.g. grid times) when the kind reports it.
+#[allow(dead_code)]
+pub struct Bar(pub indicatif::ProgressBar);
+
+#[allow(dead_code)]
+impl Bar {
+    /// A bar with `total` cells and the template's prefix `what`.
+    pub fn new(what: &str, total: usize) -> Self {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{spinner}} {what}: {{pos}}/{{len}} [{{elapsed_precise}} < {{eta_precise}}] {{msg}}"
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Self(bar)
+    }
+}
+
+impl covlab::study::Observer for Bar {
+    fn cell_started(&self, _index: usize, label: &str) {
+        self.0.set_message(label.to_string());
+    }
+    fn cell_done(&self, _index: usize, _label: &str) {
+        self.0.inc(1);
+    }
+}
+
+/// Like [`Bar`], but showing the inner progress (grid times of a path-KL sweep).
+#[allow(dead_code)]
+pub struct InnerBar(pub indicatif::ProgressBar);
+
+impl covlab::study::Observer for InnerBar {
+    fn inner(&self, done: usize, total: usize) {
+        self.0.set_length(total as u64);
+        self.0.set_position(done as u64);
+    }
+}
+
+/// Saves the assembled figures under `stem` (creating directories).
+#[allow(dead_code)]
+pub fn save_figures(
+    stem: &std::path::Path,
+    figures: &[(String, covlab::study::Figure)],
+) -> Result<Vec<std::path::PathBuf>, Outcome> {
+    covlab::study::figure::save_all(stem, figures).map_err(failed)
 }

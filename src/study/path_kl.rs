@@ -1,0 +1,655 @@
+//! Study kind `path-kl`: exact path KL per covariance family against T, fitted slopes
+//! (the `path-kl` binary is a CLI over this).
+//!
+//! Cells: one per T value (ascending). A run over a subset of T values is one
+//! [`path_kl_sweep`] over that subset: the sweep shares expectations at common grid times
+//! between T values, but each T's sums are accumulated in the same order from the same
+//! per-time values whatever other T values run (the per-time lattice or QMC rule depends only
+//! on the time and the parameters), so a cell is bit-identical in any subset (tested). The
+//! `hutchinson-<M>` families add a Monte Carlo excess per T (seeded, per T).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{
+    ensure, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError, RunInfo,
+    StudyError, StudyKind,
+};
+use crate::covariance::{BetaTildeRemedy, Family};
+use crate::hutchinson::{hutchinson_excess, HutchinsonMc};
+use crate::path_kl::{path_kl_sweep, PathKlParams, Route, RuleChoice};
+use crate::plot::{LogLogFigure, RefSlope, Series};
+use crate::quadrature::{LatticeParams, QmcParams};
+use crate::rates::{fit_loglog, SlopeFit};
+use crate::schedule::Schedule;
+
+/// Parameters of a `path-kl` study (keys as the binary's flags; defaults as its defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct PathKlStudy {
+    /// Preset (mog40, mog40-unit, grid9, aniso2, mix6) or a mixture JSON file.
+    pub data: String,
+    /// Schedule name.
+    pub schedule: String,
+    /// Families: beta, beta-tilde, analytic, diag, full, hutchinson-<M>.
+    pub families: Vec<String>,
+    /// The T values.
+    pub steps: Vec<usize>,
+    /// Early stop delta (0: start at the data).
+    pub early_stop: f64,
+    /// Route for S_full: `a` or `b`.
+    pub route: String,
+    /// beta-tilde's degenerate last step: `clip` or `early-stop`.
+    pub beta_tilde_remedy: String,
+    /// Slope-fit window `[lo, hi]` (default: 128..1024 clipped to the T values, or the last 4).
+    pub window: Option<Vec<f64>>,
+    /// Cubature rule: `auto`, `lattice`, `qmc`.
+    pub rule: String,
+    /// Lattice spacing as a fraction of the smallest component standard deviation.
+    pub h_frac: f64,
+    /// QMC points per component per shift.
+    pub qmc_points: usize,
+    /// QMC random shifts (>= 2).
+    pub qmc_shifts: usize,
+    /// Monte Carlo draws of x_t per step for hutchinson-<M>.
+    pub hutchinson_points: usize,
+    /// Seed of the QMC shifts and of the hutchinson-<M> Monte Carlo.
+    pub seed: u64,
+}
+
+impl Default for PathKlStudy {
+    fn default() -> Self {
+        Self {
+            data: "mog40".into(),
+            schedule: "vp-linear".into(),
+            families: ["beta", "beta-tilde", "analytic", "diag", "full"]
+                .map(String::from)
+                .to_vec(),
+            steps: vec![8, 16, 32, 64, 128, 256, 512, 1024],
+            early_stop: 0.0,
+            route: "a".into(),
+            beta_tilde_remedy: "clip".into(),
+            window: None,
+            rule: "auto".into(),
+            h_frac: LatticeParams::default().h_frac,
+            qmc_points: QmcParams::default().points,
+            qmc_shifts: QmcParams::default().shifts,
+            hutchinson_points: 4000,
+            seed: QmcParams::default().seed,
+        }
+    }
+}
+
+/// The families split into the core families of the sweep and the hutchinson-M probes.
+struct Families {
+    core: Vec<Family>,
+    hutch: Vec<usize>,
+}
+
+/// One T's results.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Cell {
+    #[serde(rename = "T")]
+    t: usize,
+    dim: usize,
+    rule: String,
+    beta_tilde_last_step: String,
+    terminal_kl: Est,
+    entropy_start: Est,
+    entropy_end: Est,
+    rows: Vec<Row>,
+    hutchinson: Vec<Row>,
+}
+
+/// An estimate that may be non-finite.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Est {
+    #[serde(with = "super::num")]
+    value: f64,
+    #[serde(with = "super::num")]
+    err: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Row {
+    family: String,
+    #[serde(with = "super::num")]
+    s: f64,
+    #[serde(with = "super::num")]
+    err: f64,
+}
+
+/// `[lo, hi]` of the default slope window: 128..1024 if it holds 3 T values, else the last 4.
+#[must_use]
+pub fn default_window(steps: &[usize]) -> [f64; 2] {
+    let mut s: Vec<usize> = steps.to_vec();
+    s.sort_unstable();
+    let in_default: Vec<usize> = s
+        .iter()
+        .copied()
+        .filter(|&t| (128..=1024).contains(&t))
+        .collect();
+    if in_default.len() >= 3 {
+        return [
+            in_default[0] as f64,
+            *in_default.last().unwrap_or(&1024) as f64,
+        ];
+    }
+    let tail = &s[s.len().saturating_sub(4)..];
+    match (tail.first(), tail.last()) {
+        (Some(&a), Some(&b)) => [a as f64, b as f64],
+        _ => [1.0, 1.0],
+    }
+}
+
+impl PathKlStudy {
+    fn families_split(&self) -> Result<Families, ParamError> {
+        let mut core = Vec::new();
+        let mut hutch = Vec::new();
+        for name in self.families.iter().map(|s| s.trim()) {
+            if let Some(rest) = name.strip_prefix("hutchinson-") {
+                match rest.parse::<usize>() {
+                    Ok(m) if m >= 1 => hutch.push(m),
+                    _ => {
+                        return Err(ParamError::new(
+                            "families",
+                            "hutchinson-<M> with an integer M >= 1",
+                            name,
+                        ))
+                    }
+                }
+            } else {
+                core.push(name.to_string());
+            }
+        }
+        if !hutch.is_empty() && !core.iter().any(|c| c == "diag") {
+            core.push("diag".into());
+        }
+        let core = Family::parse_list(&core.join(",")).map_err(|e| {
+            ParamError::new(
+                "families",
+                "beta, beta-tilde, analytic, diag, full or hutchinson-<M>",
+                e,
+            )
+        })?;
+        Ok(Families { core, hutch })
+    }
+
+    fn remedy(&self) -> Result<BetaTildeRemedy, ParamError> {
+        BetaTildeRemedy::from_name(&self.beta_tilde_remedy)
+            .map_err(|e| ParamError::new("beta-tilde-remedy", "clip or early-stop", e))
+    }
+
+    /// The early stop in force: `early-stop` with the `early-stop` remedy and no delta is 1e-3.
+    ///
+    /// # Errors
+    /// An unknown remedy.
+    pub fn effective_early_stop(&self) -> Result<f64, ParamError> {
+        Ok(
+            if self.remedy()? == BetaTildeRemedy::EarlyStop && self.early_stop == 0.0 {
+                1e-3
+            } else {
+                self.early_stop
+            },
+        )
+    }
+
+    /// The T values, ascending and without repeats.
+    #[must_use]
+    pub fn sorted_steps(&self) -> Vec<usize> {
+        let mut s = self.steps.clone();
+        s.sort_unstable();
+        s.dedup();
+        s
+    }
+
+    /// The slope window in force.
+    #[must_use]
+    pub fn window(&self) -> [f64; 2] {
+        match &self.window {
+            Some(w) if w.len() == 2 => [w[0], w[1]],
+            _ => default_window(&self.sorted_steps()),
+        }
+    }
+
+    /// The binary's default output stem: `path_kl_<data>[_<schedule>][_es<delta>][_route_b]`.
+    ///
+    /// # Errors
+    /// An unknown schedule or remedy.
+    pub fn default_stem(&self) -> Result<String, ParamError> {
+        let mut stem = format!("path_kl_{}", super::data_label(&self.data));
+        if self.schedule != "vp-linear" {
+            stem.push_str(&format!("_{}", self.schedule()?.name()));
+        }
+        let es = self.effective_early_stop()?;
+        if es > 0.0 {
+            stem.push_str(&format!("_es{es}"));
+        }
+        if self.route == "b" {
+            stem.push_str("_route_b");
+        }
+        Ok(stem)
+    }
+
+    fn schedule(&self) -> Result<Schedule, ParamError> {
+        Schedule::from_name(&self.schedule).map_err(|e| {
+            ParamError::new(
+                "schedule",
+                "vp-linear, ddpm-linear(-even|-quadratic), snr-uniform or cosine",
+                e,
+            )
+        })
+    }
+
+    fn sweep_params(&self, fams: &Families) -> Result<PathKlParams, ParamError> {
+        Ok(PathKlParams {
+            families: fams.core.clone(),
+            route: match self.route.as_str() {
+                "a" => Route::A,
+                "b" => Route::B,
+                other => return Err(ParamError::new("route", "a or b", other)),
+            },
+            remedy: self.remedy()?,
+            early_stop: self.effective_early_stop()?,
+            rule: match self.rule.as_str() {
+                "auto" => RuleChoice::Auto,
+                "lattice" => RuleChoice::Lattice,
+                "qmc" => RuleChoice::Qmc,
+                other => return Err(ParamError::new("rule", "auto, lattice or qmc", other)),
+            },
+            lattice: LatticeParams {
+                h_frac: self.h_frac,
+                ..LatticeParams::default()
+            },
+            qmc: QmcParams {
+                points: self.qmc_points,
+                shifts: self.qmc_shifts,
+                seed: self.seed,
+            },
+            ..PathKlParams::default()
+        })
+    }
+
+    fn load(&self) -> Result<crate::mixture::Mixture, ParamError> {
+        crate::presets::load(&self.data).map_err(|e| {
+            ParamError::new(
+                "data",
+                "a preset (mog40, mog40-unit, grid9, aniso2, mix6) or a valid mixture JSON file",
+                e,
+            )
+        })
+    }
+}
+
+impl StudyKind for PathKlStudy {
+    fn kind(&self) -> &'static str {
+        "path-kl"
+    }
+
+    fn validate(&self) -> Result<(), ParamError> {
+        super::ensure_steps(&self.steps)?;
+        ensure(
+            self.early_stop.is_finite() && (0.0..1.0).contains(&self.early_stop),
+            "early-stop",
+            "a number in [0, 1)",
+            self.early_stop,
+        )?;
+        ensure(
+            self.h_frac.is_finite() && self.h_frac > 0.0 && self.h_frac <= 1.0,
+            "h-frac",
+            "a number in (0, 1]",
+            self.h_frac,
+        )?;
+        ensure(self.qmc_shifts >= 2, "qmc-shifts", ">= 2", self.qmc_shifts)?;
+        ensure(self.qmc_points >= 1, "qmc-points", ">= 1", self.qmc_points)?;
+        if let Some(w) = &self.window {
+            ensure(
+                w.len() == 2 && w[0].is_finite() && w[1].is_finite() && w[0] > 0.0 && w[0] < w[1],
+                "window",
+                "lo,hi with 0 < lo < hi",
+                w,
+            )?;
+        }
+        let fams = self.families_split()?;
+        if !fams.hutch.is_empty() {
+            ensure(
+                self.hutchinson_points >= 2,
+                "hutchinson-points",
+                ">= 2",
+                self.hutchinson_points,
+            )?;
+        }
+        self.remedy()?;
+        self.schedule()?;
+        self.sweep_params(&fams)?;
+        self.load()?;
+        Ok(())
+    }
+
+    fn cells(&self) -> Result<Vec<String>, StudyError> {
+        Ok(self
+            .sorted_steps()
+            .iter()
+            .map(|t| format!("T={t}"))
+            .collect())
+    }
+
+    fn run_cells(&self, indices: &[usize], obs: &dyn Observer) -> Result<Vec<Value>, StudyError> {
+        if indices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all = self.sorted_steps();
+        let steps: Vec<usize> = indices.iter().map(|&i| all[i]).collect();
+        let fams = self.families_split()?;
+        let params = self.sweep_params(&fams)?;
+        let q0 = self.load()?;
+        let schedule = self.schedule()?;
+        let labels: Vec<String> = steps.iter().map(|t| format!("T={t}")).collect();
+        for (&i, l) in indices.iter().zip(&labels) {
+            obs.cell_started(i, l);
+        }
+        let report = path_kl_sweep(&q0, &schedule, &steps, &params, &|d, t| obs.inner(d, t))?;
+        let range = crate::sampler::clip_range_of(&q0);
+        let mut out = Vec::with_capacity(steps.len());
+        for ((&i, l), &t) in indices.iter().zip(&labels).zip(&steps) {
+            let rows: Vec<Row> = fams
+                .core
+                .iter()
+                .filter_map(|&f| report.get(f, t))
+                .map(|r| Row {
+                    family: r.family.name().to_string(),
+                    s: r.s.value,
+                    err: r.s.err,
+                })
+                .collect();
+            let mut hutchinson = Vec::new();
+            for &m in &fams.hutch {
+                let mc = HutchinsonMc {
+                    probes: m,
+                    points: self.hutchinson_points,
+                    seed: self.seed,
+                    clip_range: Some(range),
+                };
+                let ex = hutchinson_excess(&q0, &schedule, t, params.early_stop, &mc)?;
+                let d = report.get(Family::Diag, t).map(|r| r.s).ok_or_else(|| {
+                    StudyError::Merge(format!("path-kl: S_diag missing at T = {t}"))
+                })?;
+                // S_diag + the Monte Carlo excess (independent errors add in quadrature).
+                hutchinson.push(Row {
+                    family: format!("hutchinson-{m}"),
+                    s: d.value + ex.value,
+                    err: d.err.hypot(ex.err),
+                });
+            }
+            let est = |e: crate::quadrature::Estimate| Est {
+                value: e.value,
+                err: e.err,
+            };
+            out.push(to_cell(
+                "path-kl",
+                &Cell {
+                    t,
+                    dim: report.dim,
+                    rule: report.rule.clone(),
+                    beta_tilde_last_step: report.beta_tilde_last_step.clone(),
+                    terminal_kl: est(report.terminal_kl),
+                    entropy_start: est(report.entropy_start),
+                    entropy_end: est(report.entropy_end),
+                    rows,
+                    hutchinson,
+                },
+            )?);
+            obs.cell_done(i, l);
+        }
+        Ok(out)
+    }
+
+    fn assemble(&self, cells: &[Value], info: &RunInfo) -> Result<Assembled, StudyError> {
+        let cells: Vec<Cell> = cells
+            .iter()
+            .map(|c| from_cell("path-kl", c))
+            .collect::<Result<_, _>>()?;
+        let first = cells
+            .first()
+            .ok_or_else(|| StudyError::Merge("path-kl: no cells".into()))?;
+        let fams = self.families_split()?;
+        let schedule = self.schedule()?;
+        let remedy = self.remedy()?;
+        let early_stop = self.effective_early_stop()?;
+        let window = self.window();
+        let last_step = if cells.iter().any(|c| c.beta_tilde_last_step == "clipped") {
+            "clipped".to_string()
+        } else {
+            first.beta_tilde_last_step.clone()
+        };
+        // Series per family, T ascending: core families, then hutchinson-M.
+        let mut names: Vec<String> = fams.core.iter().map(|f| f.name().to_string()).collect();
+        let n_core = names.len();
+        names.extend(fams.hutch.iter().map(|m| format!("hutchinson-{m}")));
+        let series: Vec<Vec<(usize, Row)>> = names
+            .iter()
+            .enumerate()
+            .map(|(k, name)| {
+                cells
+                    .iter()
+                    .filter_map(|c| {
+                        let list = if k < n_core { &c.rows } else { &c.hutchinson };
+                        list.iter()
+                            .find(|r| &r.family == name)
+                            .map(|r| (c.t, r.clone()))
+                    })
+                    .collect()
+            })
+            .collect();
+        let fits: Vec<Result<SlopeFit, String>> = series
+            .iter()
+            .map(|rows| {
+                let x: Vec<f64> = rows.iter().map(|r| r.0 as f64).collect();
+                let y: Vec<f64> = rows.iter().map(|r| r.1.s).collect();
+                fit_loglog(&x, &y, window).map_err(|e| e.to_string())
+            })
+            .collect();
+        let label = super::data_label(&self.data);
+        let route = if self.route == "b" { "b" } else { "a" };
+        let mut results = Vec::new();
+        for (k, rows) in series.iter().enumerate() {
+            for (t, r) in rows {
+                if k < n_core {
+                    results.push(json!({"family": r.family, "T": t, "S": r.s, "err": r.err}));
+                } else {
+                    let s = if r.s.is_finite() {
+                        json!(r.s)
+                    } else {
+                        json!("inf")
+                    };
+                    results.push(json!({"family": r.family, "T": t, "S": s, "err": r.err,
+                        "method": "S_diag + Monte Carlo excess over x_t and probes"}));
+                }
+            }
+        }
+        let range = crate::sampler::clip_range_of(&self.load()?);
+        let hutch = !fams.hutch.is_empty();
+        let doc = json!({
+            "data": label,
+            "schedule": schedule.name(),
+            "dim": first.dim,
+            "route": route,
+            "rule": first.rule,
+            "early_stop": early_stop,
+            "beta_tilde_remedy": remedy.name(),
+            "beta_tilde_last_step": last_step,
+            "terminal_kl": first.terminal_kl.value,
+            "terminal_kl_err": first.terminal_kl.err,
+            "entropy_start": {"value": first.entropy_start.value, "err": first.entropy_start.err},
+            "entropy_end": {"value": first.entropy_end.value, "err": first.entropy_end.err},
+            "results": results,
+            "slopes": names.iter().zip(&fits).filter_map(|(f, s)| s.as_ref().ok().map(|s| json!({"family": f, "window": s.window, "slope": s.slope, "ci95": s.ci95, "stderr": s.stderr, "n": s.n}))).collect::<Vec<_>>(),
+            "hutchinson_points": if hutch { json!(self.hutchinson_points) } else { Value::Null },
+            "hutchinson_clip_range": if hutch { json!([range.0, range.1]) } else { Value::Null },
+            "threads": info.threads,
+            "wall_time_s": info.wall_time_s,
+            "covlab_version": env!("CARGO_PKG_VERSION"),
+        });
+        let table = self.table(&cells, &names, n_core, &series, &fits, &last_step, info);
+        let figure = self.figure(
+            &label, &schedule, &names, n_core, &series, &fits, first, &last_step, early_stop,
+        );
+        Ok(Assembled {
+            doc,
+            figures: vec![(String::new(), Figure::LogLog(figure))],
+            table,
+        })
+    }
+
+    fn figures(&self) -> Vec<FigureName> {
+        vec![FigureName::plot("")]
+    }
+
+    fn seeds(&self) -> Vec<u64> {
+        vec![self.seed]
+    }
+}
+
+impl PathKlStudy {
+    #[allow(clippy::too_many_arguments)]
+    fn table(
+        &self,
+        cells: &[Cell],
+        names: &[String],
+        n_core: usize,
+        series: &[Vec<(usize, Row)>],
+        fits: &[Result<SlopeFit, String>],
+        last_step: &str,
+        info: &RunInfo,
+    ) -> String {
+        let first = &cells[0];
+        let route = if self.route == "b" { "B" } else { "A" };
+        let mut s = format!(
+            "path KL step sums S(T) for {} (D = {}), schedule {}, route {route}, rule: {}\n",
+            self.data, first.dim, self.schedule, first.rule
+        );
+        if names.iter().any(|n| n == "beta-tilde") {
+            s += &format!("beta-tilde last step: {last_step}\n");
+        }
+        let mut header = format!("{:>6}", "T");
+        for f in &names[..n_core] {
+            header += &format!(" | {:>14} {:>8}", format!("S_{f}"), "err");
+        }
+        s += &header;
+        s.push('\n');
+        for c in cells {
+            let mut line = format!("{:>6}", c.t);
+            for f in &names[..n_core] {
+                match c.rows.iter().find(|r| &r.family == f) {
+                    Some(r) => line += &format!(" | {:>14.8e} {:>8.1e}", r.s, r.err),
+                    None => line += &format!(" | {:>14} {:>8}", "-", "-"),
+                }
+            }
+            s += &line;
+            s.push('\n');
+        }
+        s += &format!(
+            "terminal KL(q_T || N(0, I)) = {:.10e} +- {:.1e} (independent of the family and of T)\n",
+            first.terminal_kl.value, first.terminal_kl.err
+        );
+        s += "slopes of ln S on ln T (least squares, 95 % interval):\n";
+        for (f, fit) in names[..n_core].iter().zip(fits) {
+            match fit {
+                Ok(v) => {
+                    s += &format!(
+                        "  {:>10}: {:+.4} [{:+.4}, {:+.4}] on T in [{}, {}]\n",
+                        f, v.slope, v.ci95[0], v.ci95[1], v.window[0], v.window[1]
+                    )
+                }
+                Err(e) => s += &format!("  {f:>10}: no fit ({e})\n"),
+            }
+        }
+        s += &format!(
+            "wall time {:.2} s on {} threads\n",
+            info.wall_time_s, info.threads
+        );
+        for ((name, rows), fit) in names.iter().zip(series).zip(fits).skip(n_core) {
+            s +=
+                &format!("{name} (expected over probes; err = Monte Carlo 2 s.e. + quadrature):\n");
+            for (t, r) in rows {
+                s += &format!("  T = {t:>5}: S = {:.8e} +- {:.1e}\n", r.s, r.err);
+            }
+            match fit {
+                Ok(f) => {
+                    s += &format!(
+                        "  slope {:+.4} [{:+.4}, {:+.4}]\n",
+                        f.slope, f.ci95[0], f.ci95[1]
+                    )
+                }
+                Err(e) => s += &format!("  no fit ({e})\n"),
+            }
+        }
+        s
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn figure(
+        &self,
+        label: &str,
+        schedule: &Schedule,
+        names: &[String],
+        n_core: usize,
+        series: &[Vec<(usize, Row)>],
+        fits: &[Result<SlopeFit, String>],
+        first: &Cell,
+        last_step: &str,
+        early_stop: f64,
+    ) -> LogLogFigure {
+        let xs = |rows: &[(usize, Row)]| rows.iter().map(|r| r.0 as f64).collect::<Vec<_>>();
+        let ys = |rows: &[(usize, Row)]| rows.iter().map(|r| r.1.s).collect::<Vec<_>>();
+        let es = |rows: &[(usize, Row)]| rows.iter().map(|r| r.1.err).collect::<Vec<_>>();
+        let mut out = Vec::new();
+        for (i, k) in (n_core..names.len()).enumerate() {
+            out.push(
+                Series::new(names[k].clone(), xs(&series[k]), ys(&series[k]))
+                    .with_err(es(&series[k]))
+                    .dashed()
+                    .with_color(n_core + i),
+            );
+        }
+        for k in 0..n_core {
+            let slope = fits[k]
+                .as_ref()
+                .map(|s| format!(" (slope {:+.2})", s.slope))
+                .unwrap_or_default();
+            out.push(
+                Series::new(
+                    format!("{}{}", names[k], slope),
+                    xs(&series[k]),
+                    ys(&series[k]),
+                )
+                .with_err(es(&series[k])),
+            );
+        }
+        let anchor = |k: usize| series[k].last().map(|(t, r)| (*t as f64, r.s));
+        let mut refs = Vec::new();
+        if let Some((x0, y0)) = (0..n_core).filter(|&k| names[k] != "full").find_map(anchor) {
+            refs.push(RefSlope::new(-1.0, x0, y0 * 0.5, "slope -1"));
+        }
+        if let Some((x0, y0)) = (0..n_core).find(|&k| names[k] == "full").and_then(anchor) {
+            refs.push(RefSlope::new(-2.0, x0, y0 * 0.5, "slope -2"));
+        }
+        let es_note = if early_stop > 0.0 {
+            format!(", early stop {early_stop}")
+        } else {
+            String::new()
+        };
+        let route = if self.route == "b" { "B" } else { "A" };
+        LogLogFigure {
+            title: format!("Path KL step sum S(T): {label}, {}", schedule.name()),
+            x_label: "T (number of reverse steps)".to_string(),
+            y_label: "S(T) = sum of E KL(q(x_s|x_t) || p(x_s|x_t))".to_string(),
+            series: out,
+            refs,
+            caption: Some(format!(
+                "route {route}; bars: quadrature error estimate; terminal KL {:.3e} not included; beta-tilde last step: {last_step}{es_note}",
+                first.terminal_kl.value
+            )),
+        }
+    }
+}
