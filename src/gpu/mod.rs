@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Tensor};
 
 pub mod cross_entropy;
 pub mod lanczos;
+pub mod learned;
 pub mod mixture;
 pub mod sampler;
 pub mod score;
