@@ -24,7 +24,7 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
-use crate::covariance::{sym_eigenvalues, IsoScale};
+use crate::covariance::{sym2_eigenvalues, sym_eigenvalues, IsoScale};
 use crate::numeric::u_minus_ln1p;
 use crate::schedule::Step;
 
@@ -124,20 +124,6 @@ pub fn kl_parts(b: f64, h: &[f64], model: &ModelCov<'_>, delta: &[f64]) -> Optio
     }
 }
 
-/// The eigenvalues of the symmetric 2 x 2 matrix `[[a, c], [c, d]]`, the larger in magnitude
-/// first and the other from the determinant (no cancellation).
-fn sym2(a: f64, c: f64, d: f64) -> [f64; 2] {
-    let half_tr = 0.5 * (a + d);
-    let disc = (0.25 * (a - d) * (a - d) + c * c).sqrt();
-    let l1 = if half_tr >= 0.0 {
-        half_tr + disc
-    } else {
-        half_tr - disc
-    };
-    let l2 = if l1 != 0.0 { (a * d - c * c) / l1 } else { 0.0 };
-    [l1, l2]
-}
-
 /// `(1/2) sum (u - ln(1 + u))` over two eigenvalues; `None` if some `1 + u <= 0`.
 fn half_sum2(u: [f64; 2]) -> Option<f64> {
     if u.iter().any(|v| v.is_nan() || *v <= -1.0) {
@@ -155,7 +141,7 @@ fn kl_parts_2d(b: f64, h: &[f64], model: &ModelCov<'_>, delta: &[f64]) -> Option
             if sc.rho <= 0.0 {
                 return None;
             }
-            let mu = sym2(h00, h10, h11);
+            let mu = sym2_eigenvalues(h00, h10, h11);
             let cov = half_sum2(mu.map(|m| (sc.one_minus_rho + b * m) / sc.rho))?;
             Some(KlParts {
                 mean: 0.5 * b * (d0 * d0 + d1 * d1) / sc.rho,
@@ -167,7 +153,7 @@ fn kl_parts_2d(b: f64, h: &[f64], model: &ModelCov<'_>, delta: &[f64]) -> Option
             if s0.is_nan() || s1.is_nan() || s0 <= 0.0 || s1 <= 0.0 {
                 return None;
             }
-            let u = sym2(
+            let u = sym2_eigenvalues(
                 b * (h00 - x[0]) / s0,
                 b * h10 / (s0 * s1).sqrt(),
                 b * (h11 - x[1]) / s1,
@@ -203,7 +189,7 @@ fn kl_parts_2d(b: f64, h: &[f64], model: &ModelCov<'_>, delta: &[f64]) -> Option
             let b01 = (y01 - l10 * b00) / l11;
             let b10 = y10 / l00;
             let b11 = (y11 - l10 * b10) / l11;
-            let u = sym2(b00, 0.5 * (b01 + b10), b11);
+            let u = sym2_eigenvalues(b00, 0.5 * (b01 + b10), b11);
             // delta^T S^-1 delta = |L^-1 delta|^2.
             let z0 = d0 / l00;
             let z1 = (d1 - l10 * z0) / l11;

@@ -13,26 +13,14 @@ fn bin() -> Command {
 }
 
 fn train_tiny(dir: &Path) {
-    let out = bin()
-        .args([
-            "train",
-            "--data",
-            "grid9",
-            "--iterations",
-            "30",
-            "--head-iterations",
-            "20",
-        ])
-        .args(["--hidden", "8", "--layers", "1", "--batch", "32", "--out"])
-        .arg(dir.join("models"))
-        .arg("--json")
-        .arg(dir.join("train.json"))
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::run_ok(
+        bin()
+            .args(["train", "--data", "grid9", "--iterations", "30"])
+            .args(["--head-iterations", "20", "--hidden", "8", "--layers", "1"])
+            .args(["--batch", "32", "--out"])
+            .arg(dir.join("models"))
+            .arg("--json")
+            .arg(dir.join("train.json")),
     );
     for f in [
         "score",
@@ -142,83 +130,33 @@ fn bad_input_exits_2_naming_the_problem() {
     let dir = common::tmp_dir("learned-bad");
     let models = dir.join("models");
     let m = models.to_str().expect("utf8 path");
+    // `learned eval --data grid9 <extra> --models <dir>`.
+    let eval = |extra: &[&str], needle: &str| {
+        let mut args = vec!["eval", "--data", "grid9"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--models", m]);
+        expect_bad(&args, needle);
+    };
     expect_bad(
         &["eval", "--data", "nope", "--models", m],
         "unknown data set `nope`",
     );
-    expect_bad(
-        &[
-            "eval",
-            "--data",
-            "grid9",
-            "--methods",
-            "beta,magic",
-            "--models",
-            m,
-        ],
-        "unknown method `magic`",
-    );
-    expect_bad(
-        &[
-            "eval",
-            "--data",
-            "grid9",
-            "--methods",
-            "hutchinson-0",
-            "--models",
-            m,
-        ],
-        "`M`",
-    );
-    expect_bad(
-        &[
-            "eval",
-            "--data",
-            "grid9",
-            "--score",
-            "learned",
-            "--methods",
-            "beta",
-            "--models",
-            m,
-        ],
+    eval(&["--methods", "beta,magic"], "unknown method `magic`");
+    eval(&["--methods", "hutchinson-0"], "`M`");
+    eval(
+        &["--score", "learned", "--methods", "beta"],
         "score.safetensors",
     );
-    expect_bad(
-        &["eval", "--data", "grid9", "--methods", "ocm", "--models", m],
-        "ocm-exact.safetensors",
-    );
-    expect_bad(
-        &["eval", "--data", "grid9", "--score", "fuzzy", "--models", m],
-        "`--score`",
-    );
-    expect_bad(
-        &[
-            "eval",
-            "--data",
-            "grid9",
-            "--methods",
-            "full-jt",
-            "--models",
-            m,
-        ],
-        "needs a learned score",
-    );
-    expect_bad(
-        &[
-            "eval",
-            "--data",
-            "grid9",
-            "--methods",
-            "beta",
-            "--steps",
-            "5",
-            "--mmd-steps",
-            "7",
-            "--models",
-            m,
-        ],
+    eval(&["--methods", "ocm"], "ocm-exact.safetensors");
+    eval(&["--score", "fuzzy"], "`--score`");
+    eval(&["--methods", "full-jt"], "needs a learned score");
+    eval(
+        &["--methods", "beta", "--steps", "5", "--mmd-steps", "7"],
         "--mmd-steps",
+    );
+    eval(
+        &["--methods", "beta", "--kernels", "ddpm,euler"],
+        "`--kernels`",
     );
     expect_bad(
         &["train", "--data", "grid9", "--probes", "0", "--out", m],
@@ -239,18 +177,8 @@ fn bad_input_exits_2_naming_the_problem() {
     // A corrupt checkpoint.
     std::fs::create_dir_all(models.join("grid9")).expect("dir");
     std::fs::write(models.join("grid9/score.safetensors"), b"garbage").expect("write");
-    expect_bad(
-        &[
-            "eval",
-            "--data",
-            "grid9",
-            "--score",
-            "learned",
-            "--methods",
-            "beta",
-            "--models",
-            m,
-        ],
+    eval(
+        &["--score", "learned", "--methods", "beta"],
         "not a valid safetensors file",
     );
     std::fs::remove_dir_all(&dir).ok();

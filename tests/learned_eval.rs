@@ -13,6 +13,18 @@ use covlab::hutchinson::{hutchinson_excess, HutchinsonMc};
 use covlab::path_kl::{path_kl_sweep, PathKlParams};
 use covlab::schedule::Schedule;
 
+/// Evaluator settings with small curves (the tests look at the path-KL rows).
+fn params(steps: &[usize], methods: &str) -> Result<EvalParams> {
+    Ok(EvalParams {
+        schedule: Schedule::vp_linear(),
+        steps: steps.to_vec(),
+        methods: Method::parse_list(methods)?,
+        curve_times: 2,
+        curve_grid: 8,
+        ..EvalParams::default()
+    })
+}
+
 #[test]
 fn exact_mean_reproduces_path_kl_for_the_fixed_and_exact_families() -> Result<()> {
     for (data, steps) in [
@@ -30,14 +42,7 @@ fn exact_mean_reproduces_path_kl_for_the_fixed_and_exact_families() -> Result<()
         )?;
         {
             let start = std::time::Instant::now();
-            let params = EvalParams {
-                schedule: Schedule::vp_linear(),
-                steps: steps.clone(),
-                methods: Method::parse_list("beta,beta-tilde,analytic,diag,full")?,
-                curve_times: 2,
-                curve_grid: 8,
-                ..EvalParams::default()
-            };
+            let params = params(&steps, "beta,beta-tilde,analytic,diag,full")?;
             let report = evaluate_chains(
                 &q0,
                 &EvalModels::default(),
@@ -91,15 +96,14 @@ fn exact_mean_reproduces_path_kl_for_the_fixed_and_exact_families() -> Result<()
 fn hutchinson_expectation_over_probes_matches_the_monte_carlo() -> Result<()> {
     let q0 = covlab::presets::load("aniso2")?;
     let params = EvalParams {
-        steps: vec![8],
-        methods: Method::parse_list("diag,hutchinson-1,hutchinson-2,hutchinson-4,hutchinson-16")?,
         clip_range: Some(covlab::sampler::clip_range_of(&q0)),
         // Without an early stop the last step's lower clip is 0 and a probe that clips there
         // makes both quantities infinite (the honest value of hutchinson-1 on such a grid).
         early_stop: 1e-3,
-        curve_times: 2,
-        curve_grid: 8,
-        ..EvalParams::default()
+        ..params(
+            &[8],
+            "diag,hutchinson-1,hutchinson-2,hutchinson-4,hutchinson-16",
+        )?
     };
     let report = evaluate_chains(
         &q0,

@@ -21,6 +21,11 @@ use rand_chacha::ChaCha8Rng;
 
 mod device;
 
+/// Exact draws of `q0` as a training data source.
+fn sampler(q0: &Mixture) -> impl Fn(&mut ChaCha8Rng, usize) -> Vec<DVector<f64>> + Sync + '_ {
+    move |rng, n| q0.sample(rng, n)
+}
+
 device_tests!(
     rademacher_products_average_to_diag_h,
     time_mixture_score_and_hvp_match_the_f64_core,
@@ -145,9 +150,8 @@ fn ocm_head_learns_diag_h_of_a_gaussian(device: &Device) -> Result<()> {
     )?;
     let tm = TimeMixture::new(&q0, device)?;
     let prior = GaussianPrior::from_moments(vec![0.0, 0.0], vars.iter().sum());
-    let qc = q0.clone();
-    let sampler = move |rng: &mut ChaCha8Rng, n: usize| qc.sample(rng, n);
-    let data: DataSampler<'_> = &sampler;
+    let draws = sampler(&q0);
+    let data: DataSampler<'_> = &draws;
     let params = TrainParams {
         iterations: 1500,
         batch: 128,
@@ -260,9 +264,8 @@ fn autograd_jt_v_through_the_mlp_equals_finite_differences(device: &Device) -> R
 fn checkpoints_round_trip_and_training_is_reproducible(device: &Device) -> Result<()> {
     let q0 = covlab::presets::load("grid9")?;
     let prior = GaussianPrior::from_moments(vec![0.0, 0.0], 12.02);
-    let qc = q0.clone();
-    let sampler = move |rng: &mut ChaCha8Rng, n: usize| qc.sample(rng, n);
-    let data: DataSampler<'_> = &sampler;
+    let draws = sampler(&q0);
+    let data: DataSampler<'_> = &draws;
     let params = TrainParams {
         iterations: 40,
         batch: 64,

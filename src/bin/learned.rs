@@ -651,6 +651,9 @@ fn parse_mmd_steps(s: &str) -> Result<Vec<usize>, Outcome> {
         .collect()
 }
 
+/// Path KLs above this are not drawn (a variance clipped to 0 at a last step to the data).
+const PLOT_CAP: f64 = 1e4;
+
 /// A JSON number, or the string "inf" for an infinite value.
 fn num(v: f64) -> Value {
     if v.is_finite() {
@@ -950,6 +953,11 @@ fn print_tables(
     }
 }
 
+/// A series in the method's colour and marker.
+fn line(name: &str, x: Vec<f64>, y: Vec<f64>, index: usize) -> Series {
+    Series::new(name, x, y).with_color(index).with_marker(index)
+}
+
 fn write_figures(
     stem: &Path,
     label: &str,
@@ -983,15 +991,12 @@ fn write_figures(
         if pts.is_empty() {
             continue;
         }
-        series.push(
-            Series::new(
-                name.clone(),
-                pts.iter().map(|c| c.t).collect(),
-                pts.iter().map(|c| c.mse).collect(),
-            )
-            .with_color(color(name))
-            .with_marker(color(name)),
-        );
+        series.push(line(
+            name,
+            pts.iter().map(|c| c.t).collect(),
+            pts.iter().map(|c| c.mse).collect(),
+            color(name),
+        ));
     }
     if !series.is_empty() {
         LogLogFigure {
@@ -1013,20 +1018,19 @@ fn write_figures(
         let pts: Vec<_> = report
             .rows
             .iter()
-            .filter(|r| &r.method == name && r.path_kl.value.is_finite())
+            .filter(|r| &r.method == name && r.path_kl.value < PLOT_CAP)
             .collect();
         if pts.is_empty() {
             continue;
         }
         series.push(
-            Series::new(
-                name.clone(),
+            line(
+                name,
                 pts.iter().map(|r| r.steps as f64).collect(),
                 pts.iter().map(|r| r.path_kl.value).collect(),
+                color(name),
             )
-            .with_err(pts.iter().map(|r| r.path_kl.err).collect())
-            .with_color(color(name))
-            .with_marker(color(name)),
+            .with_err(pts.iter().map(|r| r.path_kl.err).collect()),
         );
     }
     if let Some(r0) = report.rows.first() {
@@ -1048,7 +1052,7 @@ fn write_figures(
         series,
         refs: vec![],
         caption: Some(format!(
-            "{}; terminal KL {:.2e} not included; bars: quadrature error",
+            "{}; terminal KL {:.2e} not included; bars: quadrature error; values above 1e4 (degenerate last-step variances) not drawn",
             schedule.name(),
             report.terminal_kl.value
         )),
@@ -1065,13 +1069,12 @@ fn write_figures(
             if pts.is_empty() {
                 continue;
             }
-            let s = Series::new(
-                format!("{name} ({kernel})"),
+            let s = line(
+                &format!("{name} ({kernel})"),
                 pts.iter().map(|m| m.steps as f64).collect(),
                 pts.iter().map(|m| m.mmd).collect(),
-            )
-            .with_color(color(name))
-            .with_marker(color(name));
+                color(name),
+            );
             series.push(if kernel == "ddim" { s.dashed() } else { s });
         }
     }

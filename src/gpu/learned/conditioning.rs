@@ -168,3 +168,87 @@ impl GaussianPrior {
         Ok(u.broadcast_mul(&col)?)
     }
 }
+
+/// A network that is a residual over the Gaussian prior: an MLP of the scaled input
+/// `u = c_in (x - sqrt(abar) mu_d)` and the time input, with the prior it is scaled by.
+/// [`super::ScoreNet`] and [`super::Head`] are this plus how they read the output.
+#[derive(Clone, Debug)]
+pub struct PriorNet {
+    mlp: super::TimeMlp,
+    prior: GaussianPrior,
+    device: Device,
+}
+
+impl PriorNet {
+    /// A fresh network of shape `shape` (`D -> D`) and its variables.
+    ///
+    /// # Errors
+    /// As [`super::TimeMlp::init_for`].
+    pub fn init(
+        prior: GaussianPrior,
+        shape: super::MlpShape,
+        seed: u64,
+        device: &Device,
+    ) -> Result<(Self, Vec<candle_core::Var>), LearnedError> {
+        let (mlp, vars) = super::TimeMlp::init_for(&prior, shape, seed, device)?;
+        Ok((Self::new(mlp, prior, device), vars))
+    }
+
+    /// A network from its parts (checkpoint loading).
+    #[must_use]
+    pub fn new(mlp: super::TimeMlp, prior: GaussianPrior, device: &Device) -> Self {
+        Self {
+            mlp,
+            prior,
+            device: device.clone(),
+        }
+    }
+
+    /// The same network with plain-tensor parameters.
+    #[must_use]
+    pub fn frozen(&self) -> Self {
+        Self::new(self.mlp.frozen(), self.prior.clone(), &self.device)
+    }
+
+    /// The same network in `dtype`.
+    ///
+    /// # Errors
+    /// Candle errors.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self, LearnedError> {
+        Ok(Self::new(
+            self.mlp.to_dtype(dtype)?,
+            self.prior.clone(),
+            &self.device,
+        ))
+    }
+
+    /// The MLP.
+    #[must_use]
+    pub fn mlp(&self) -> &super::TimeMlp {
+        &self.mlp
+    }
+
+    /// The Gaussian prior.
+    #[must_use]
+    pub fn prior(&self) -> &GaussianPrior {
+        &self.prior
+    }
+
+    /// The device.
+    #[must_use]
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// `(u, F(u, c))`: the scaled input and the MLP residual, one time per row.
+    ///
+    /// # Errors
+    /// Shapes, bad times; candle errors.
+    pub fn residual(&self, x: &Tensor, times: &RowTimes) -> Result<(Tensor, Tensor), LearnedError> {
+        times.validate()?;
+        let u = self.prior.scaled_input(x, times)?;
+        let c = times.time_input(x.dtype(), x.device())?;
+        let f = self.mlp.forward(&u, &c)?;
+        Ok((u, f))
+    }
+}

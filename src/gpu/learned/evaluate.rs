@@ -38,11 +38,13 @@ use super::heads::{head_h, host_flat, Head, HeadKind};
 use super::score_net::ScoreNet;
 use super::LearnedError;
 use crate::covariance::{Family, IsoScale};
-use crate::mixture::{Mixture, Workspace};
+use crate::mixture::Mixture;
 use crate::model_kernel::{clamp_eigenvalues, h_bounds, iddpm_h, kl_parts, KlParts, ModelCov};
 use crate::numeric::NeumaierSum;
 use crate::path_kl::{path_kl_sweep, PathKlParams, RuleChoice};
-use crate::quadrature::{lattice, qmc, ErrorModel, Estimate, LatticeParams, QmcParams};
+use crate::quadrature::{
+    for_each_node_with_mass, lattice, qmc, ErrorModel, Estimate, LatticeParams, QmcParams,
+};
 use crate::schedule::{Grid, Schedule, Step};
 
 /// A covariance method of a model chain.
@@ -431,13 +433,7 @@ fn eval_nodes(
             )
         }
     };
-    let threshold = if rule.density_weighted {
-        q.ln_peak_lower_bound() - 60.0
-    } else {
-        f64::NEG_INFINITY
-    };
     let slots = rule.slots;
-    let mut ws = Workspace::new(d, q.len());
     let mut set = NodeSet {
         slots,
         d,
@@ -449,25 +445,12 @@ fn eval_nodes(
         jac: None,
         heads: Vec::new(),
     };
-    for i in 0..rule.len() {
-        let x = rule.point(i);
-        let Some(lnq) = q.geometry_above_unchecked(x, &mut ws, threshold) else {
-            continue;
-        };
-        let scale = if rule.density_weighted {
-            lnq.exp()
-        } else {
-            1.0
-        };
-        set.w.extend(
-            rule.weights[i * slots..(i + 1) * slots]
-                .iter()
-                .map(|w| w * scale),
-        );
+    for_each_node_with_mass(&q, &rule, |x, w, _, ws| {
+        set.w.extend_from_slice(w);
         set.x.extend_from_slice(x);
         set.s.extend_from_slice(&ws.score);
         set.h.extend_from_slice(&ws.hessian);
-    }
+    });
     let n = set.len();
     if n > 0 && (models.score.is_some() || !models.heads.is_empty()) {
         let mut st = Vec::new();

@@ -38,7 +38,7 @@
 
 use candle_core::{Device, Tensor, Var};
 
-use super::conditioning::{one_minus_exp, GaussianPrior, RowTimes};
+use super::conditioning::{one_minus_exp, GaussianPrior, PriorNet, RowTimes};
 use super::mlp::{MlpShape, TimeMlp};
 use super::score_net::ScoreNet;
 use super::time_mixture::TimeMixture;
@@ -137,43 +137,23 @@ impl HeadScore<'_> {
 #[derive(Clone, Debug)]
 pub struct Head {
     kind: HeadKind,
-    mlp: TimeMlp,
-    prior: GaussianPrior,
-    device: Device,
+    net: PriorNet,
 }
 
 impl Head {
-    /// A fresh head and its variables.
+    /// A fresh head of shape `shape` (`D -> D`) and its variables.
     ///
     /// # Errors
-    /// As [`TimeMlp::init`].
+    /// As [`TimeMlp::init_for`].
     pub fn init(
         kind: HeadKind,
         prior: GaussianPrior,
-        hidden: usize,
-        layers: usize,
-        fourier: usize,
+        shape: MlpShape,
         seed: u64,
         device: &Device,
     ) -> Result<(Self, Vec<Var>), LearnedError> {
-        let d = prior.mean.len();
-        let shape = MlpShape {
-            input: d,
-            output: d,
-            hidden,
-            layers,
-            fourier,
-        };
-        let (mlp, vars) = TimeMlp::init(shape, seed, 0.1, device)?;
-        Ok((
-            Self {
-                kind,
-                mlp,
-                prior,
-                device: device.clone(),
-            },
-            vars,
-        ))
+        let (net, vars) = PriorNet::init(prior, shape, seed, device)?;
+        Ok((Self { kind, net }, vars))
     }
 
     /// A head from its parts (checkpoint loading).
@@ -181,9 +161,7 @@ impl Head {
     pub fn from_parts(kind: HeadKind, mlp: TimeMlp, prior: GaussianPrior, device: &Device) -> Self {
         Self {
             kind,
-            mlp,
-            prior,
-            device: device.clone(),
+            net: PriorNet::new(mlp, prior, device),
         }
     }
 
@@ -192,9 +170,7 @@ impl Head {
     pub fn frozen(&self) -> Self {
         Self {
             kind: self.kind,
-            mlp: self.mlp.frozen(),
-            prior: self.prior.clone(),
-            device: self.device.clone(),
+            net: self.net.frozen(),
         }
     }
 
@@ -207,19 +183,19 @@ impl Head {
     /// The MLP.
     #[must_use]
     pub fn mlp(&self) -> &TimeMlp {
-        &self.mlp
+        self.net.mlp()
     }
 
     /// The Gaussian prior.
     #[must_use]
     pub fn prior(&self) -> &GaussianPrior {
-        &self.prior
+        self.net.prior()
     }
 
     /// The device.
     #[must_use]
     pub fn device(&self) -> &Device {
-        &self.device
+        self.net.device()
     }
 
     /// The raw output `o(x, t)` `(N, D)`: its prior value plus the MLP residual
@@ -228,27 +204,25 @@ impl Head {
     /// # Errors
     /// Shapes, bad times; candle errors.
     pub fn output(&self, x: &Tensor, times: &RowTimes) -> Result<Tensor, LearnedError> {
-        times.validate()?;
         let (dt, dev) = (x.dtype(), x.device());
-        let u = self.prior.scaled_input(x, times)?;
-        let c = times.time_input(dt, dev)?;
-        let f = self.mlp.forward(&u, &c)?;
-        let prior = match self.kind {
+        let (u, f) = self.net.residual(x, times)?;
+        let g = self.prior();
+        let base = match self.kind {
             HeadKind::Ocm | HeadKind::Npr => times
-                .column(|l| self.prior.cov_eps(l), dt, dev)?
+                .column(|l| g.cov_eps(l), dt, dev)?
                 .broadcast_as(f.shape())?,
             HeadKind::Sn => {
-                let e = self.prior.eps(&u, times)?;
+                let e = g.eps(&u, times)?;
                 (e.sqr()?
                     + times
-                        .column(|l| self.prior.cov_eps(l), dt, dev)?
+                        .column(|l| g.cov_eps(l), dt, dev)?
                         .broadcast_as(f.shape())?)?
             }
             HeadKind::Iddpm => times
-                .column(|l| self.prior.var / self.prior.marginal_var(l), dt, dev)?
+                .column(|l| g.var / g.marginal_var(l), dt, dev)?
                 .broadcast_as(f.shape())?,
         };
-        Ok((prior + f)?)
+        Ok((base + f)?)
     }
 
     /// The head's `h` at the points `x` (all at `ln abar`), flat row-major `N x D` on the host,

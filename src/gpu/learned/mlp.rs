@@ -128,6 +128,27 @@ impl TimeMlp {
         Ok((Self::assemble(shape, params, device)?, vars))
     }
 
+    /// A fresh residual network over the Gaussian prior `prior` (`D -> D`, `D` the prior's
+    /// dimension), its output layer scaled by 0.1 so that it starts near the prior.
+    ///
+    /// # Errors
+    /// [`LearnedError::Shape`] when `shape` is not `D -> D`; as [`Self::init`].
+    pub fn init_for(
+        prior: &super::GaussianPrior,
+        shape: MlpShape,
+        seed: u64,
+        device: &Device,
+    ) -> Result<(Self, Vec<Var>), LearnedError> {
+        let d = prior.mean.len();
+        if shape.input != d || shape.output != d {
+            return Err(LearnedError::Shape(format!(
+                "shape {} -> {} for data of dimension {d}",
+                shape.input, shape.output
+            )));
+        }
+        Self::init(shape, seed, 0.1, device)
+    }
+
     /// A network from stored parameters `[W_1, b_1, ...]` (shapes checked).
     ///
     /// # Errors

@@ -37,7 +37,7 @@ pub mod train;
 
 pub use chain::{Chain, CovSource, MeanSource};
 pub use checkpoint::{load_head, load_score, save_head, save_score, ModelKind};
-pub use conditioning::{GaussianPrior, RowTimes, LAMBDA_SCALE};
+pub use conditioning::{GaussianPrior, PriorNet, RowTimes, LAMBDA_SCALE};
 pub use evaluate::{
     evaluate_chains, CovErrorRow, EvalModels, EvalParams, EvalReport, EvalRow, EvalRule,
     JAsymmetryRow, Method,

@@ -15,7 +15,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::conditioning::{one_minus_exp, GaussianPrior, RowTimes};
+use super::conditioning::{one_minus_exp, GaussianPrior, PriorNet, RowTimes};
 use super::mlp::{MlpShape, TimeMlp};
 use super::LearnedError;
 use crate::gpu::{TensorError, TensorLocal, TensorScoreModel};
@@ -23,50 +23,29 @@ use crate::gpu::{TensorError, TensorLocal, TensorScoreModel};
 /// A learned score network (see the module docs).
 #[derive(Clone, Debug)]
 pub struct ScoreNet {
-    mlp: TimeMlp,
-    prior: GaussianPrior,
-    device: Device,
+    net: PriorNet,
 }
 
 impl ScoreNet {
-    /// A fresh network and its variables.
+    /// A fresh network of shape `shape` (`D -> D`) and its variables.
     ///
     /// # Errors
-    /// As [`TimeMlp::init`].
+    /// As [`TimeMlp::init_for`].
     pub fn init(
         prior: GaussianPrior,
-        hidden: usize,
-        layers: usize,
-        fourier: usize,
+        shape: MlpShape,
         seed: u64,
         device: &Device,
     ) -> Result<(Self, Vec<Var>), LearnedError> {
-        let d = prior.mean.len();
-        let shape = MlpShape {
-            input: d,
-            output: d,
-            hidden,
-            layers,
-            fourier,
-        };
-        let (mlp, vars) = TimeMlp::init(shape, seed, 0.1, device)?;
-        Ok((
-            Self {
-                mlp,
-                prior,
-                device: device.clone(),
-            },
-            vars,
-        ))
+        let (net, vars) = PriorNet::init(prior, shape, seed, device)?;
+        Ok((Self { net }, vars))
     }
 
     /// A network from its parts (checkpoint loading).
     #[must_use]
     pub fn from_parts(mlp: TimeMlp, prior: GaussianPrior, device: &Device) -> Self {
         Self {
-            mlp,
-            prior,
-            device: device.clone(),
+            net: PriorNet::new(mlp, prior, device),
         }
     }
 
@@ -74,9 +53,7 @@ impl ScoreNet {
     #[must_use]
     pub fn frozen(&self) -> Self {
         Self {
-            mlp: self.mlp.frozen(),
-            prior: self.prior.clone(),
-            device: self.device.clone(),
+            net: self.net.frozen(),
         }
     }
 
@@ -86,22 +63,20 @@ impl ScoreNet {
     /// Candle errors.
     pub fn to_dtype(&self, dtype: DType) -> Result<Self, LearnedError> {
         Ok(Self {
-            mlp: self.mlp.to_dtype(dtype)?,
-            prior: self.prior.clone(),
-            device: self.device.clone(),
+            net: self.net.to_dtype(dtype)?,
         })
     }
 
     /// The MLP.
     #[must_use]
     pub fn mlp(&self) -> &TimeMlp {
-        &self.mlp
+        self.net.mlp()
     }
 
     /// The Gaussian prior.
     #[must_use]
     pub fn prior(&self) -> &GaussianPrior {
-        &self.prior
+        self.net.prior()
     }
 
     /// `eps_hat(x, t)`, `(N, D)`, one time per row.
@@ -109,11 +84,8 @@ impl ScoreNet {
     /// # Errors
     /// Shapes, bad times; candle errors.
     pub fn eps(&self, x: &Tensor, times: &RowTimes) -> Result<Tensor, LearnedError> {
-        times.validate()?;
-        let u = self.prior.scaled_input(x, times)?;
-        let c = times.time_input(x.dtype(), x.device())?;
-        let f = self.mlp.forward(&u, &c)?;
-        Ok((self.prior.eps(&u, times)? + f)?)
+        let (u, f) = self.net.residual(x, times)?;
+        Ok((self.prior().eps(&u, times)? + f)?)
     }
 
     /// `s(x, t) = -eps_hat / sqrt(1 - abar)`, `(N, D)`.
@@ -140,16 +112,16 @@ impl ScoreNet {
     ) -> Result<(Tensor, Vec<f64>), LearnedError> {
         times.validate()?;
         let (n, d) = x.dims2()?;
-        let u = self.prior.scaled_input(x, times)?;
+        let u = self.prior().scaled_input(x, times)?;
         let c = times.time_input(x.dtype(), x.device())?;
-        let (f, jf) = self.mlp.forward_jacobian(&u, &c)?;
-        let e = (self.prior.eps(&u, times)? + f)?;
+        let (f, jf) = self.mlp().forward_jacobian(&u, &c)?;
+        let e = (self.prior().eps(&u, times)? + f)?;
         let k = times.column(|l| -one_minus_exp(l).sqrt().recip(), x.dtype(), x.device())?;
         let s = e.broadcast_mul(&k)?;
         let jf = super::heads::host_flat(&jf)?; // [j, n, i]
         let mut jac = vec![0.0; n * d * d];
         for (r, &l) in times.ln_abar.iter().enumerate() {
-            let c_in2 = self.prior.marginal_var(l).recip();
+            let c_in2 = self.prior().marginal_var(l).recip();
             let g = c_in2.sqrt() / one_minus_exp(l).sqrt();
             for j in 0..d {
                 for i in 0..d {
@@ -173,14 +145,9 @@ impl ScoreNet {
     }
 }
 
-/// The gradient of `sum <s, v>` (with `v` held fixed) with respect to `x`.
+/// [`crate::gpu::grad_of_dot`] with the learned models' error type.
 pub(crate) fn grad_of_dot(s: &Tensor, v: &Tensor, x: &Var) -> Result<Tensor, LearnedError> {
-    let loss = (s * v.detach())?.sum_all()?;
-    let grads = loss.backward()?;
-    grads
-        .get(x.as_tensor())
-        .cloned()
-        .ok_or_else(|| LearnedError::Shape("no gradient reached x".into()))
+    Ok(crate::gpu::grad_of_dot(s, v, x)?)
 }
 
 /// [`TensorLocal`] of a [`ScoreNet`]: the points (as a variable), the score and the graph
@@ -227,11 +194,11 @@ impl TensorScoreModel for ScoreNet {
     type Local<'a> = NetLocal;
 
     fn dim(&self) -> usize {
-        self.prior.mean.len()
+        self.prior().mean.len()
     }
 
     fn device(&self) -> &Device {
-        &self.device
+        self.net.device()
     }
 
     fn at(&self, x: &Tensor, ln_abar: f64) -> Result<NetLocal, TensorError> {

@@ -104,7 +104,16 @@ impl TrainParams {
         Ok(())
     }
 
-    fn shape(&self, d: usize) -> MlpShape {
+    /// The draws' generator: ChaCha8 of the seed, on its own stream per model type.
+    fn rng(&self, stream: u64) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(stream);
+        rng
+    }
+
+    /// The network shape `D -> D`.
+    #[must_use]
+    pub fn shape(&self, d: usize) -> MlpShape {
         MlpShape {
             input: d,
             output: d,
@@ -259,17 +268,8 @@ pub fn train_score(
 ) -> Result<(ScoreNet, TrainInfo), LearnedError> {
     params.validate()?;
     let d = prior.mean.len();
-    let shape = params.shape(d);
-    let (net, vars) = ScoreNet::init(
-        prior,
-        shape.hidden,
-        shape.layers,
-        shape.fourier,
-        params.seed,
-        device,
-    )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    rng.set_stream(1);
+    let (net, vars) = ScoreNet::init(prior, params.shape(d), params.seed, device)?;
+    let mut rng = params.rng(1);
     let info = run_loop(
         vars,
         params,
@@ -350,18 +350,8 @@ pub fn train_head(
 ) -> Result<(Head, TrainInfo), LearnedError> {
     params.validate()?;
     let d = prior.mean.len();
-    let shape = params.shape(d);
-    let (head, vars) = Head::init(
-        kind,
-        prior,
-        shape.hidden,
-        shape.layers,
-        shape.fourier,
-        params.seed,
-        device,
-    )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    rng.set_stream(2);
+    let (head, vars) = Head::init(kind, prior, params.shape(d), params.seed, device)?;
+    let mut rng = params.rng(2);
     let m = params.probes;
     let info = run_loop(
         vars,
