@@ -392,15 +392,12 @@ struct Needs {
     jac: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn eval_nodes(
+/// The nodes of a rule over `q_t` with the exact score and Hessian at each (no network yet).
+fn geometry(
     q0: &Mixture,
     ln_abar: f64,
     params: &EvalParams,
     qmc_nodes: usize,
-    models: &EvalModels<'_>,
-    needs: Needs,
-    device: &Device,
     task: usize,
 ) -> Result<(NodeSet, ErrorModel), LearnedError> {
     let q = q0.marginal(ln_abar)?;
@@ -433,9 +430,8 @@ fn eval_nodes(
             )
         }
     };
-    let slots = rule.slots;
     let mut set = NodeSet {
-        slots,
+        slots: rule.slots,
         d,
         w: Vec::new(),
         x: Vec::new(),
@@ -451,50 +447,70 @@ fn eval_nodes(
         set.s.extend_from_slice(&ws.score);
         set.h.extend_from_slice(&ws.hessian);
     });
-    let n = set.len();
-    if n > 0 && (models.score.is_some() || !models.heads.is_empty()) {
-        let mut st = Vec::new();
-        let mut jac = Vec::new();
-        let mut heads: Vec<(HeadKind, Vec<f64>)> = models
+    Ok((set, rule.model))
+}
+
+/// Evaluates the networks at the nodes of all `sets` (set `k` at time `ln_abars[k]`) in
+/// batches of `params.batch` rows that span several times (one time per row), and stores the
+/// learned score, its Jacobian (if needed) and the heads' outputs in the sets.
+fn fill_networks(
+    sets: &mut [NodeSet],
+    ln_abars: &[f64],
+    params: &EvalParams,
+    models: &EvalModels<'_>,
+    needs: Needs,
+    device: &Device,
+) -> Result<(), LearnedError> {
+    if models.score.is_none() && models.heads.is_empty() {
+        return Ok(());
+    }
+    let d = sets.first().map_or(0, |s| s.d);
+    let (mut xs, mut times) = (Vec::new(), Vec::new());
+    for (set, &l) in sets.iter().zip(ln_abars) {
+        xs.extend(set.x.iter().map(|&v| v as f32));
+        times.extend(std::iter::repeat_n(l, set.len()));
+    }
+    let n = times.len();
+    let mut st = Vec::new();
+    let mut jac = Vec::new();
+    let mut heads: Vec<Vec<f64>> = vec![Vec::new(); models.heads.len()];
+    for start in (0..n).step_by(params.batch.max(1)) {
+        let m = params.batch.max(1).min(n - start);
+        let xt = Tensor::from_vec(xs[start * d..(start + m) * d].to_vec(), (m, d), device)?;
+        let rt = RowTimes {
+            ln_abar: times[start..start + m].to_vec(),
+        };
+        if let Some(net) = models.score {
+            if needs.jac {
+                let (sc, j) = net.score_and_jacobian(&xt, &rt)?;
+                st.extend(host_flat(&sc)?);
+                jac.extend(j);
+            } else {
+                st.extend(host_flat(&net.score(&xt, &rt)?)?);
+            }
+        }
+        for (out, head) in heads.iter_mut().zip(&models.heads) {
+            out.extend(host_flat(&head.output(&xt, &rt)?)?);
+        }
+    }
+    let mut at = 0;
+    for set in sets.iter_mut() {
+        let (lo, hi) = (at, at + set.len());
+        if models.score.is_some() {
+            set.st = Some(st[lo * d..hi * d].to_vec());
+            if needs.jac {
+                set.jac = Some(jac[lo * d * d..hi * d * d].to_vec());
+            }
+        }
+        set.heads = models
             .heads
             .iter()
-            .map(|h| (h.kind(), Vec::new()))
+            .zip(&heads)
+            .map(|(h, out)| (h.kind(), out[lo * d..hi * d].to_vec()))
             .collect();
-        for start in (0..n).step_by(params.batch.max(1)) {
-            let m = params.batch.max(1).min(n - start);
-            let xs: Vec<f32> = set.x[start * d..(start + m) * d]
-                .iter()
-                .map(|&v| v as f32)
-                .collect();
-            let xt = Tensor::from_vec(xs, (m, d), device)?;
-            let times = RowTimes::same(ln_abar, m);
-            if let Some(net) = models.score {
-                if needs.jac {
-                    let (sc, j) = net.score_and_jacobian(&xt, &times)?;
-                    st.extend(host_flat(&sc)?);
-                    jac.extend(j);
-                } else {
-                    st.extend(host_flat(&net.score(&xt, &times)?)?);
-                }
-            }
-            for (hk, out) in heads.iter_mut() {
-                let head = models
-                    .heads
-                    .iter()
-                    .find(|h| h.kind() == *hk)
-                    .ok_or_else(|| LearnedError::UnknownMethod(hk.name().into()))?;
-                out.extend(host_flat(&head.output(&xt, &times)?)?);
-            }
-        }
-        if models.score.is_some() {
-            set.st = Some(st);
-            if needs.jac {
-                set.jac = Some(jac);
-            }
-        }
-        set.heads = heads;
+        at = hi;
     }
-    Ok((set, rule.model))
+    Ok(())
 }
 
 /// The symmetric matrix made from the upper (`upper = true`) or lower triangle of `j`, or the
@@ -793,21 +809,33 @@ fn run_pass(
             Pass::Network => m.uses_network(learned),
         })
         .collect();
+    // The network pass holds every time's nodes (QMC: about a thousand each) so that the
+    // networks run in large batches; the reference pass streams (its lattices are large).
+    let mut held: Vec<Option<(NodeSet, ErrorModel)>> = match pass {
+        Pass::Network => {
+            let built: Vec<(NodeSet, ErrorModel)> = tasks
+                .par_iter()
+                .enumerate()
+                .map(|(ti, (l, uses))| geometry(q0, *l, pass_params, nodes_for(uses), ti))
+                .collect::<Result<_, _>>()?;
+            let (mut sets, models_of): (Vec<NodeSet>, Vec<ErrorModel>) = built.into_iter().unzip();
+            let ls: Vec<f64> = tasks.iter().map(|t| t.0).collect();
+            fill_networks(&mut sets, &ls, params, models, needs, device)?;
+            sets.into_iter().zip(models_of).map(Some).collect()
+        }
+        Pass::Reference => tasks.iter().map(|_| None).collect(),
+    };
+    let held_ref: Vec<std::sync::Mutex<Option<(NodeSet, ErrorModel)>>> =
+        held.drain(..).map(std::sync::Mutex::new).collect();
     let results: Vec<(Vec<(usize, Vec<Acc>)>, ErrorModel, usize)> = tasks
         .par_iter()
         .enumerate()
         .map(|(ti, (ln_abar, uses))| -> Result<_, LearnedError> {
-            let none = EvalModels::default();
-            let (nodes, model) = eval_nodes(
-                q0,
-                *ln_abar,
-                pass_params,
-                nodes_for(uses),
-                if pass == Pass::Network { models } else { &none },
-                needs,
-                device,
-                ti,
-            )?;
+            let taken = held_ref[ti].lock().map(|mut g| g.take()).unwrap_or(None);
+            let (nodes, model) = match taken {
+                Some(v) => v,
+                None => geometry(q0, *ln_abar, pass_params, nodes_for(uses), ti)?,
+            };
             let mut accs = Vec::with_capacity(uses.len());
             for u in uses {
                 let ctx = StepCtx::new(
@@ -1179,23 +1207,29 @@ fn curves(
         .copied()
         .filter(Method::is_diagonal)
         .collect();
-    let per_time: Vec<(Vec<CovErrorRow>, Option<JAsymmetryRow>)> = idx
+    let nd = Needs {
+        jac: needs.jac || learned,
+    };
+    let built: Vec<(NodeSet, ErrorModel)> = idx
         .par_iter()
-        .map(|&i| -> Result<_, LearnedError> {
-            let ln_abar = grid.ln_abar[i];
-            let nd = Needs {
-                jac: needs.jac || learned,
-            };
-            let (nodes, _) = eval_nodes(
+        .map(|&i| {
+            geometry(
                 q0,
-                ln_abar,
+                grid.ln_abar[i],
                 params,
                 32 * params.qmc_nodes,
-                models,
-                nd,
-                device,
                 usize::MAX - i,
-            )?;
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let mut sets: Vec<NodeSet> = built.into_iter().map(|b| b.0).collect();
+    let ls: Vec<f64> = idx.iter().map(|&i| grid.ln_abar[i]).collect();
+    fill_networks(&mut sets, &ls, params, models, nd, device)?;
+    let per_time: Vec<(Vec<CovErrorRow>, Option<JAsymmetryRow>)> = idx
+        .par_iter()
+        .zip(sets.par_iter())
+        .map(|(&i, nodes)| -> Result<_, LearnedError> {
+            let ln_abar = grid.ln_abar[i];
             let fine = nodes.slots - 1;
             let step = grid.step(i);
             let (a2, b) = (step.a2, step.b);

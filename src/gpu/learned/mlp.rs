@@ -290,29 +290,29 @@ impl TimeMlp {
         }
         let mut z = Tensor::cat(&parts, 1)?;
         let last = self.params.len() / 2 - 1;
-        // Tangents, stacked over the input directions: (D_in N, width).
+        // Tangents over the input directions, (D_in, N, width); the first layer's are the rows
+        // e_j W_1[:D_in], the same for every sample, kept as (D_in, 1, width) until multiplied.
         let mut dz: Option<Tensor> = None;
         for l in 0..=last {
             let w = &self.params[2 * l];
+            let width = w.dim(1)?;
             if tangents {
                 dz = Some(match dz {
-                    // dz_1 = e_j W_1[:D_in] for every row.
-                    None => {
-                        let rows = w.narrow(0, 0, d)?; // (D_in, H)
-                        rows.unsqueeze(1)?
-                            .broadcast_as((d, n, w.dim(1)?))?
-                            .reshape((d * n, w.dim(1)?))?
-                    }
-                    Some(t) => t.matmul(w)?,
+                    None => w.narrow(0, 0, d)?.unsqueeze(1)?,
+                    Some(t) => t
+                        .reshape((d * n, t.dim(2)?))?
+                        .matmul(w)?
+                        .reshape((d, n, width))?,
                 });
             }
             z = z.matmul(w)?.broadcast_add(&self.params[2 * l + 1])?;
             if l < last {
                 if let Some(t) = dz.take() {
-                    let sig = (z.neg()?.exp()? + 1.0)?.recip()?;
+                    // silu'(z) = sigma(z) (1 + z (1 - sigma(z))); no autograd here, so the fused
+                    // sigmoid is fine.
+                    let sig = candle_nn::ops::sigmoid(&z)?;
                     let deriv = (&sig * ((&z * sig.affine(-1.0, 1.0)?)? + 1.0)?)?;
-                    let rep = Tensor::cat(&vec![deriv; d], 0)?;
-                    dz = Some((t * rep)?);
+                    dz = Some(t.broadcast_mul(&deriv.unsqueeze(0)?)?);
                 }
                 z = z.silu()?;
             }
