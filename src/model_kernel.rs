@@ -86,7 +86,7 @@ pub fn kl_parts(b: f64, h: &[f64], model: &ModelCov<'_>, delta: &[f64]) -> Optio
         }
         ModelCov::Diag(x) => {
             let s: Vec<f64> = x.iter().map(|xi| 1.0 + b * xi).collect();
-            if s.iter().any(|v| !(*v > 0.0)) {
+            if s.iter().any(|v| v.is_nan() || *v <= 0.0) {
                 return None;
             }
             let mut bm = vec![0.0; d * d];
@@ -205,7 +205,7 @@ fn kl_parts_2d(b: f64, h: &[f64], model: &ModelCov<'_>, delta: &[f64]) -> Option
 /// `None` if some `1 + u_i <= 0`.
 fn half_u_minus_ln1p_sum(bm: &[f64], d: usize) -> Option<f64> {
     let u = sym_eigenvalues(bm, d);
-    if u.iter().any(|v| !(*v > -1.0)) {
+    if u.iter().any(|v| v.is_nan() || *v <= -1.0) {
         return None;
     }
     Some(0.5 * u.iter().map(|&v| u_minus_ln1p(v)).sum::<f64>())

@@ -114,7 +114,7 @@ fn time_mixture_score_and_hvp_match_the_f64_core(device: &Device) -> Result<()> 
     let rt = RowTimes {
         ln_abar: times.clone(),
     };
-    let v = Tensor::from_vec(vec![1f32, -0.5].repeat(n), (n, 2), device)?;
+    let v = Tensor::from_vec([1f32, -0.5].repeat(n), (n, 2), device)?;
     let s = host_flat(&tm.score(&xt, &rt)?)?;
     let hv = host_flat(&tm.hvp(&xt, &rt, &v)?)?;
     for (r, x) in xs.iter().enumerate() {

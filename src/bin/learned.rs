@@ -24,7 +24,7 @@ use covlab::gpu::learned::train::DataSampler;
 use covlab::gpu::learned::{
     evaluate_chains, load_head, load_score, save_head, save_score, Chain, CovSource, EvalParams,
     EvalReport, EvalRule, GaussianPrior, Head, HeadKind, HeadScore, MeanSource, Method, ModelKind,
-    ScoreNet, TimeMixture, TrainInfo, TrainParams,
+    OcmWeight, ScoreNet, TimeMixture, TrainInfo, TrainParams,
 };
 use covlab::gpu::{
     analytic_trace_table_tensor, rows as tensor_rows, sample_tensor, NoiseSource,
@@ -89,6 +89,10 @@ struct TrainArgs {
     /// Rademacher probes per row of the OCM objective (M).
     #[arg(long, default_value_t = 1)]
     probes: usize,
+    /// Time weight of the ocm objective: normalized (errors in Cov(eps | x_t) units) or paper
+    /// (h units, uniform in t: the paper's eq. 13); the optimum is the same.
+    #[arg(long, default_value = "normalized")]
+    ocm_weight: String,
     /// Hidden width of every network.
     #[arg(long, default_value_t = 128)]
     hidden: usize,
@@ -150,6 +154,9 @@ struct EvalArgs {
     /// 4 shifts) or lattice (D <= 2; tens of thousands of network evaluations per time).
     #[arg(long, default_value = "qmc")]
     rule: String,
+    /// D > 2: QMC points per component and shift of S_full and of the network-free parts.
+    #[arg(long, default_value_t = 64)]
+    qmc_points: usize,
     /// QMC nodes per time of the finest grid (coarser grids' times get up to 32 times more).
     #[arg(long, default_value_t = EvalParams::default().qmc_nodes)]
     qmc_nodes: usize,
@@ -287,8 +294,14 @@ fn train(args: &TrainArgs) -> Result<(), Outcome> {
             }
         }
     }
+    let ocm_weight = match args.ocm_weight.as_str() {
+        "normalized" => OcmWeight::Normalized,
+        "paper" => OcmWeight::Paper,
+        other => return Err(bad(anyhow!("`--ocm-weight`: `{other}` (normalized, paper)")).into()),
+    };
     let base = TrainParams {
         iterations: args.iterations,
+        ocm_weight,
         batch: args.batch,
         lr: args.lr,
         seed: args.seed,
@@ -502,8 +515,11 @@ fn eval(args: &EvalArgs) -> Result<(), Outcome> {
         }
         other => return Err(bad(anyhow!("`--rule`: `{other}` (qmc, lattice)")).into()),
     };
-    if args.qmc_nodes < 16 {
-        return Err(bad(anyhow!("`--qmc-nodes`: must be >= 16")).into());
+    if args.qmc_nodes < 16 || args.qmc_points == 0 {
+        return Err(bad(anyhow!(
+            "`--qmc-nodes` must be >= 16 and `--qmc-points` >= 1"
+        ))
+        .into());
     }
     if !(args.early_stop.is_finite() && (0.0..1.0).contains(&args.early_stop)) {
         return Err(bad(anyhow!(
@@ -542,6 +558,10 @@ fn eval(args: &EvalArgs) -> Result<(), Outcome> {
         },
         rule,
         qmc_nodes: args.qmc_nodes,
+        qmc: covlab::quadrature::QmcParams {
+            points: args.qmc_points,
+            ..EvalParams::default().qmc
+        },
         seed: args.seed,
         early_stop: args.early_stop,
         clip_range: Some(data.range),
@@ -1007,7 +1027,7 @@ fn write_figures(
             series,
             refs: vec![],
             caption: Some(
-                "one-step kernel of the 1000-step grid; expectation over q_t by lattice quadrature"
+                "one-step kernel of the 1000-step grid; expectation over q_t by randomised QMC (8192 nodes per t)"
                     .into(),
             ),
         }
@@ -1053,7 +1073,7 @@ fn write_figures(
         series,
         refs: vec![],
         caption: Some(format!(
-            "{}; terminal KL {:.2e} not included; bars: quadrature error; values above 1e4 (degenerate last-step variances) not drawn",
+            "{}; terminal KL {:.2e} excluded; bars: error estimates; values > 1e4 (degenerate last steps) not drawn",
             schedule.name(),
             report.terminal_kl.value
         )),
@@ -1071,7 +1091,8 @@ fn write_figures(
                 continue;
             }
             let s = line(
-                &format!("{name} ({kernel})"),
+                // One legend entry per method: DDIM's curve (dashed) shares the colour.
+                if kernel == "ddim" { "" } else { name },
                 pts.iter().map(|m| m.steps as f64).collect(),
                 pts.iter().map(|m| m.mmd).collect(),
                 color(name),
@@ -1082,7 +1103,7 @@ fn write_figures(
     if !series.is_empty() {
         let floor = mmd.first().map_or(0.0, |m| m.se);
         LogLogFigure {
-            title: format!("MMD^2 of samples vs T: {label} (solid DDPM, dashed DDIM)"),
+            title: format!("MMD^2 of samples vs T: {label} (solid: DDPM, dashed: DDIM)"),
             x_label: "T (number of reverse steps)".into(),
             y_label: "MMD^2_u (sum of Gaussian kernels)".into(),
             series,

@@ -11,6 +11,9 @@
 //! - [`sampler`]: DDPM / OCM-DDIM samplers over the seam, every family of the f64 sampler.
 //! - [`cross_entropy`]: path-KL differences between families as differences of
 //!   cross-entropies `E_q[-ln p(x_s | x_t)]`, by Monte Carlo in any dimension.
+//! - [`learned`]: learned scores and covariance heads (OCM, SN, NPR, I-DDPM) trained with
+//!   candle-nn, model chains for the samplers, and the exact path KL of learned chains split into
+//!   mean and covariance parts.
 
 use candle_core::{DType, Device, Tensor, Var};
 

@@ -218,7 +218,12 @@ impl TensorScoreModel for Chain<'_> {
         self.mean.device()
     }
 
+    /// `x` is detached first: a sampler's state carries the op graph of the step that made it
+    /// (the learned score is evaluated on a variable), and without the cut every step's graph
+    /// would hang on the next (a chain of `T` graphs, whose recursive drop overflowed the stack
+    /// at D = 64 with `full`'s Lanczos).
     fn at(&self, x: &Tensor, ln_abar: f64) -> Result<ChainLocal<'_>, TensorError> {
+        let x = &x.detach();
         let mean: Box<dyn TensorLocal + '_> = match self.mean {
             MeanSource::Exact(m) => Box::new(m.at(x, ln_abar)?),
             MeanSource::Learned(n) => Box::new(n.at(x, ln_abar)?),

@@ -474,8 +474,14 @@ fn fill_networks(
     let mut st = Vec::new();
     let mut jac = Vec::new();
     let mut heads: Vec<Vec<f64>> = vec![Vec::new(); models.heads.len()];
-    for start in (0..n).step_by(params.batch.max(1)) {
-        let m = params.batch.max(1).min(n - start);
+    // The forward-mode Jacobian carries D tangents per row: keep D x rows bounded.
+    let batch = if needs.jac && models.score.is_some() {
+        (params.batch / d.max(1)).max(1)
+    } else {
+        params.batch.max(1)
+    };
+    for start in (0..n).step_by(batch) {
+        let m = batch.min(n - start);
         let xt = Tensor::from_vec(xs[start * d..(start + m) * d].to_vec(), (m, d), device)?;
         let rt = RowTimes {
             ln_abar: times[start..start + m].to_vec(),
@@ -740,6 +746,9 @@ struct UseSpec {
     bt_clip: Option<f64>,
 }
 
+/// One time's accumulators: per use (its grid), per method; the rule's error model and slots.
+type TaskOut = (Vec<(usize, Vec<Acc>)>, ErrorModel, usize);
+
 /// The two passes of [`evaluate_chains`].
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pass {
@@ -827,7 +836,7 @@ fn run_pass(
     };
     let held_ref: Vec<std::sync::Mutex<Option<(NodeSet, ErrorModel)>>> =
         held.drain(..).map(std::sync::Mutex::new).collect();
-    let results: Vec<(Vec<(usize, Vec<Acc>)>, ErrorModel, usize)> = tasks
+    let results: Vec<TaskOut> = tasks
         .par_iter()
         .enumerate()
         .map(|(ti, (ln_abar, uses))| -> Result<_, LearnedError> {
@@ -1207,8 +1216,9 @@ fn curves(
         .copied()
         .filter(Method::is_diagonal)
         .collect();
+    // The Jacobian asymmetry is reported in D <= 2 (D tangents per node beyond).
     let nd = Needs {
-        jac: needs.jac || learned,
+        jac: needs.jac || (learned && d <= 2),
     };
     let built: Vec<(NodeSet, ErrorModel)> = idx
         .par_iter()
@@ -1238,7 +1248,7 @@ fn curves(
                 let next = grid.step(i + 1);
                 next.b * grid.one_minus_abar(i) / grid.one_minus_abar(i + 1)
             });
-            let ctx = StepCtx::new(&nodes, step, bt_clip, h_bounds(ln_abar, params.clip_range));
+            let ctx = StepCtx::new(nodes, step, bt_clip, h_bounds(ln_abar, params.clip_range));
             let c_sq = nodes.expect(|j| {
                 (0..d)
                     .map(|c| var(nodes.node_h(j)[c * d + c]).powi(2))
@@ -1248,7 +1258,7 @@ fn curves(
             let mut rows = Vec::new();
             for &m in &diag_methods {
                 let mse =
-                    nodes.expect(|j| diag_sq_error(&nodes, j, m, &ctx).unwrap_or(f64::NAN))[fine];
+                    nodes.expect(|j| diag_sq_error(nodes, j, m, &ctx).unwrap_or(f64::NAN))[fine];
                 rows.push(CovErrorRow {
                     method: m.name(),
                     t: grid.times[i],
@@ -1258,7 +1268,7 @@ fn curves(
                 });
             }
             let asym = nodes.jac.as_ref().map(|_| {
-                let fro = |j: usize, f: &dyn Fn(&[f64], &[f64], usize, usize) -> f64| -> f64 {
+                let fro = |j: usize, f: &FroTerm<'_>| -> f64 {
                     let (jm, hm) = (nodes.model_jac(j), nodes.node_h(j));
                     let mut s = 0.0;
                     for c in 0..d {
@@ -1292,6 +1302,10 @@ fn curves(
     cov_rows.sort_by(|a, b| a.method.cmp(&b.method).then(a.t.total_cmp(&b.t)));
     Ok((cov_rows, asym_rows))
 }
+
+/// An entry `(r, c)` of a matrix built from the Jacobian and the Hessian at a node (both
+/// column-major), squared and summed by the Frobenius norms of the asymmetry report.
+type FroTerm<'a> = dyn Fn(&[f64], &[f64], usize, usize) -> f64 + 'a;
 
 /// `(1/D) ||diag Sigma - diag C||^2` at node `j` for a diagonal method (expected over the
 /// probes for Hutchinson in D = 2).

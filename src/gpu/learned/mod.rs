@@ -46,7 +46,7 @@ pub use heads::{Head, HeadKind, HeadScore};
 pub use mlp::{MlpShape, TimeMlp};
 pub use score_net::{NetLocal, ScoreNet};
 pub use time_mixture::TimeMixture;
-pub use train::{train_head, train_score, TrainInfo, TrainParams};
+pub use train::{train_head, train_score, OcmWeight, TrainInfo, TrainParams};
 
 /// Errors of the learned models.
 #[derive(Debug, Error)]

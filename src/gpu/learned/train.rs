@@ -44,6 +44,9 @@ pub struct TrainParams {
     pub lambda_range: (f64, f64),
     /// Rademacher probes per row for `ocm` (`M >= 1`).
     pub probes: usize,
+    /// The time weight of the `ocm` objective (the optimum is the same for any weight).
+    #[serde(default)]
+    pub ocm_weight: OcmWeight,
     /// Hidden width.
     pub hidden: usize,
     /// Hidden layers.
@@ -61,6 +64,7 @@ impl Default for TrainParams {
             seed: 0,
             lambda_range: (-12.0, 10.0),
             probes: 1,
+            ocm_weight: OcmWeight::Normalized,
             hidden: 128,
             layers: 3,
             fourier: 6,
@@ -122,6 +126,17 @@ impl TrainParams {
             fourier: self.fourier,
         }
     }
+}
+
+/// The time weight of the `ocm` objective `E ||o - (1 + (1 - abar) v .* (H v))||^2`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OcmWeight {
+    /// Weight 1 on the normalised output `o = 1 + (1 - abar) h` (errors in `Cov(eps | x_t)`
+    /// units: what a step's KL sees).
+    #[default]
+    Normalized,
+    /// Weight `1 / (1 - abar)^2`: the paper's eq. 13 in `h` units, uniform in time.
+    Paper,
 }
 
 /// What a training run measured.
@@ -387,7 +402,18 @@ pub fn train_head(
                         b.times
                             .column(|l| one_minus_exp(l) / m as f64, DType::F32, device)?;
                     let target = (acc.broadcast_mul(&oma)? + 1.0)?;
-                    (out - target)?.sqr()?.mean_all()?
+                    let sq = (out - target)?.sqr()?;
+                    match params.ocm_weight {
+                        OcmWeight::Normalized => sq.mean_all()?,
+                        OcmWeight::Paper => {
+                            let w = b.times.column(
+                                |l| one_minus_exp(l).powi(-2),
+                                DType::F32,
+                                device,
+                            )?;
+                            sq.broadcast_mul(&w)?.mean_all()?
+                        }
+                    }
                 }
                 HeadKind::Sn => (out - b.eps(device)?.sqr()?)?.sqr()?.mean_all()?,
                 HeadKind::Npr => {
