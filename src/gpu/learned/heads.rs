@@ -133,6 +133,14 @@ impl HeadScore<'_> {
     }
 }
 
+impl std::ops::Deref for Head {
+    type Target = PriorNet;
+    /// The residual network (its MLP, prior and device).
+    fn deref(&self) -> &PriorNet {
+        &self.net
+    }
+}
+
 /// A trained (or training) covariance head.
 #[derive(Clone, Debug)]
 pub struct Head {
@@ -178,24 +186,6 @@ impl Head {
     #[must_use]
     pub fn kind(&self) -> HeadKind {
         self.kind
-    }
-
-    /// The MLP.
-    #[must_use]
-    pub fn mlp(&self) -> &TimeMlp {
-        self.net.mlp()
-    }
-
-    /// The Gaussian prior.
-    #[must_use]
-    pub fn prior(&self) -> &GaussianPrior {
-        self.net.prior()
-    }
-
-    /// The device.
-    #[must_use]
-    pub fn device(&self) -> &Device {
-        self.net.device()
     }
 
     /// The raw output `o(x, t)` `(N, D)`: its prior value plus the MLP residual

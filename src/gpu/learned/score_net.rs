@@ -20,6 +20,14 @@ use super::mlp::{MlpShape, TimeMlp};
 use super::LearnedError;
 use crate::gpu::{TensorError, TensorLocal, TensorScoreModel};
 
+impl std::ops::Deref for ScoreNet {
+    type Target = PriorNet;
+    /// The residual network (its MLP, prior and device).
+    fn deref(&self) -> &PriorNet {
+        &self.net
+    }
+}
+
 /// A learned score network (see the module docs).
 #[derive(Clone, Debug)]
 pub struct ScoreNet {
@@ -65,18 +73,6 @@ impl ScoreNet {
         Ok(Self {
             net: self.net.to_dtype(dtype)?,
         })
-    }
-
-    /// The MLP.
-    #[must_use]
-    pub fn mlp(&self) -> &TimeMlp {
-        self.net.mlp()
-    }
-
-    /// The Gaussian prior.
-    #[must_use]
-    pub fn prior(&self) -> &GaussianPrior {
-        self.net.prior()
     }
 
     /// `eps_hat(x, t)`, `(N, D)`, one time per row.
