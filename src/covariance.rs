@@ -243,25 +243,28 @@ pub fn diag_offset(b: f64, h: &[f64], dim: usize) -> f64 {
     -0.5 * eig.iter().map(|v| v.ln_1p()).sum::<f64>()
 }
 
+/// Eigenvalues of the symmetric 2 x 2 matrix `[[a, c], [c, d]]`: the larger in magnitude first,
+/// the other from the determinant (no cancellation).
+#[must_use]
+pub fn sym2_eigenvalues(a: f64, c: f64, d: f64) -> [f64; 2] {
+    let half_tr = 0.5 * (a + d);
+    let disc = (0.25 * (a - d) * (a - d) + c * c).sqrt();
+    let l1 = if half_tr >= 0.0 {
+        half_tr + disc
+    } else {
+        half_tr - disc
+    };
+    let det = a * d - c * c;
+    let l2 = if l1 != 0.0 { det / l1 } else { 0.0 };
+    [l1, l2]
+}
+
 /// Eigenvalues of a symmetric column-major D x D matrix (closed form for D = 1, 2).
 #[must_use]
 pub fn sym_eigenvalues(h: &[f64], dim: usize) -> Vec<f64> {
     match dim {
         1 => vec![h[0]],
-        2 => {
-            let (a, c, d) = (h[0], h[1], h[3]);
-            let half_tr = 0.5 * (a + d);
-            let disc = (0.25 * (a - d) * (a - d) + c * c).sqrt();
-            // Larger-magnitude root first, the other from the determinant (no cancellation).
-            let l1 = if half_tr >= 0.0 {
-                half_tr + disc
-            } else {
-                half_tr - disc
-            };
-            let det = a * d - c * c;
-            let l2 = if l1 != 0.0 { det / l1 } else { 0.0 };
-            vec![l1, l2]
-        }
+        2 => sym2_eigenvalues(h[0], h[1], h[3]).to_vec(),
         _ => DMatrix::from_column_slice(dim, dim, h)
             .symmetric_eigenvalues()
             .iter()

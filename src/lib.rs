@@ -17,6 +17,7 @@
 //! - [`guidance`]: classifier guidance in the exact linear-Gaussian example (LGS appendix B).
 //! - [`rates`]: slope fits (log-log and semilog) with 95 % confidence intervals.
 //! - [`lanczos`]: Lanczos approximation of `C^{1/2} z` from products `v -> C v`, with its a-priori error bound.
+//! - [`model_kernel`]: model kernels in Hessian coordinates and the KL of N(m, C) to N(mu, Sigma) split into mean and covariance parts.
 //! - [`hutchinson`]: the expected path KL of `hutchinson-M` over its probes (Monte Carlo).
 //! - [`lowrank`]: mixtures with low-rank-plus-diagonal components (Woodbury; O(K D r) score and HVP) for image-sized D.
 //! - [`image_data`]: image-sized low-rank mixtures: `digits8`, `digits32` (UCI digits, embedded), `synth3x32`.
@@ -47,6 +48,7 @@ pub mod lanczos;
 pub mod lowrank;
 pub mod metrics;
 pub mod mixture;
+pub mod model_kernel;
 pub mod numeric;
 pub mod path_kl;
 pub mod plot;

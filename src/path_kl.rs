@@ -40,11 +40,12 @@ use crate::covariance::{
     diag_offset, half_ln_det_i_plus_bh, iso_offset, sym_eigenvalues, BetaTildeRemedy, Family,
     IsoScale,
 };
-use crate::mixture::{Mixture, MixtureError, Workspace};
+use crate::mixture::{Mixture, MixtureError};
 use crate::numeric::NeumaierSum;
 use crate::posterior::ReverseKernel;
 use crate::quadrature::{
-    gauss_hermite_tensor, lattice, qmc, Cubature, ErrorModel, Estimate, LatticeParams, QmcParams,
+    for_each_node_with_mass, gauss_hermite_tensor, lattice, qmc, Cubature, ErrorModel, Estimate,
+    LatticeParams, QmcParams,
 };
 use crate::schedule::{Grid, Schedule, ScheduleError, Step};
 
@@ -263,18 +264,8 @@ fn build_rule(q: &Mixture, params: &PathKlParams, ln_abar: f64) -> Result<Cubatu
 /// Evaluates ln q, the Hessian eigenvalues and entries at the nodes that carry mass.
 fn eval_nodes(q: &Mixture, rule: &Cubature, keep_resp: bool) -> Nodes {
     let d = q.dim();
-    let k = q.len();
-    let n = rule.len();
-    let mut ws = Workspace::new(d, k);
-    // Density-weighted rules skip nodes where q < e^-60 times a lower bound of its peak.
-    let threshold = if rule.density_weighted {
-        q.ln_peak_lower_bound() - 60.0
-    } else {
-        f64::NEG_INFINITY
-    };
-    let slots = rule.slots;
     let mut out = Nodes {
-        slots,
+        slots: rule.slots,
         w: Vec::new(),
         x: Vec::new(),
         lnq: Vec::new(),
@@ -282,21 +273,8 @@ fn eval_nodes(q: &Mixture, rule: &Cubature, keep_resp: bool) -> Nodes {
         h: Vec::new(),
         resp: Vec::new(),
     };
-    for i in 0..n {
-        let x = rule.point(i);
-        let Some(lnq) = q.geometry_above_unchecked(x, &mut ws, threshold) else {
-            continue;
-        };
-        let scale = if rule.density_weighted {
-            lnq.exp()
-        } else {
-            1.0
-        };
-        out.w.extend(
-            rule.weights[i * slots..(i + 1) * slots]
-                .iter()
-                .map(|w| w * scale),
-        );
+    for_each_node_with_mass(q, rule, |x, w, lnq, ws| {
+        out.w.extend_from_slice(w);
         out.x.extend_from_slice(x);
         out.lnq.push(lnq);
         out.mu.extend(sym_eigenvalues(&ws.hessian, d));
@@ -304,7 +282,7 @@ fn eval_nodes(q: &Mixture, rule: &Cubature, keep_resp: bool) -> Nodes {
         if keep_resp {
             out.resp.extend_from_slice(&ws.resp);
         }
-    }
+    });
     out
 }
 

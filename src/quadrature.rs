@@ -343,6 +343,41 @@ pub fn gauss_hermite_tensor(n: usize, d: usize) -> (Vec<f64>, Vec<f64>) {
     (nodes, weights)
 }
 
+/// Visits the nodes of `rule` where `q` carries mass, with the exact geometry there: density
+/// weighted rules skip nodes with `ln q < ln peak - 60` (below e^-60 of a lower bound of the
+/// peak) and scale the node's weights by `q`. `f` gets the node, its per-slot weights, `ln q` and
+/// the workspace filled by [`Mixture::geometry_above_unchecked`] (responsibilities, score,
+/// Hessian).
+pub fn for_each_node_with_mass(
+    q: &Mixture,
+    rule: &Cubature,
+    mut f: impl FnMut(&[f64], &[f64], f64, &crate::mixture::Workspace),
+) {
+    let mut ws = crate::mixture::Workspace::new(q.dim(), q.len());
+    let threshold = if rule.density_weighted {
+        q.ln_peak_lower_bound() - 60.0
+    } else {
+        f64::NEG_INFINITY
+    };
+    let slots = rule.slots;
+    let mut w = vec![0.0; slots];
+    for i in 0..rule.len() {
+        let x = rule.point(i);
+        let Some(lnq) = q.geometry_above_unchecked(x, &mut ws, threshold) else {
+            continue;
+        };
+        let scale = if rule.density_weighted {
+            lnq.exp()
+        } else {
+            1.0
+        };
+        for (o, r) in w.iter_mut().zip(&rule.weights[i * slots..(i + 1) * slots]) {
+            *o = r * scale;
+        }
+        f(x, &w, lnq, &ws);
+    }
+}
+
 /// Convenience: E_q[f] by a cubature, evaluating q where the rule is density weighted.
 /// Returns the combined estimate.
 pub fn expect(q: &Mixture, rule: &Cubature, f: impl Fn(&[f64]) -> f64) -> Estimate {

@@ -275,12 +275,7 @@ impl TensorMixture {
     pub fn hvp_autograd(&self, x: &Tensor, v: &Tensor) -> Result<Tensor, TensorError> {
         let xv = Var::from_tensor(x)?;
         let s = self.score(xv.as_tensor())?;
-        let loss = (s * v.detach())?.sum_all()?;
-        let grads = loss.backward()?;
-        grads
-            .get(xv.as_tensor())
-            .cloned()
-            .ok_or_else(|| TensorError::Layout("no gradient reached x".into()))
+        super::grad_of_dot(&s, v, &xv)
     }
 
     /// `x + score(x) = sum_k r_k [(1 - 1/d_k) .* x + D_k^{-1} U_k M_k^{-1} U_k^T D_k^{-1} x + Sigma_k^{-1} mu_k]`,

@@ -11,11 +11,15 @@
 //! - [`sampler`]: DDPM / OCM-DDIM samplers over the seam, every family of the f64 sampler.
 //! - [`cross_entropy`]: path-KL differences between families as differences of
 //!   cross-entropies `E_q[-ln p(x_s | x_t)]`, by Monte Carlo in any dimension.
+//! - [`learned`]: learned scores and covariance heads (OCM, SN, NPR, I-DDPM) trained with
+//!   candle-nn, model chains for the samplers, and the exact path KL of learned chains split into
+//!   mean and covariance parts.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 
 pub mod cross_entropy;
 pub mod lanczos;
+pub mod learned;
 pub mod mixture;
 pub mod sampler;
 pub mod score;
@@ -105,6 +109,21 @@ pub fn log_sum_exp0(t: &Tensor) -> Result<Tensor, TensorError> {
     let m = t.max_keepdim(0)?.detach();
     let s = t.broadcast_sub(&m)?.exp()?.sum(0)?.log()?;
     Ok((s + m.squeeze(0)?)?)
+}
+
+/// The gradient of `sum_n <s_n, v_n>` (with `v` held fixed) with respect to the variable `x`
+/// that `s` was computed from: `J^T v` per row by reverse-mode autograd.
+///
+/// # Errors
+/// Candle errors; [`TensorError::Layout`] when no gradient reaches `x` (an op without a
+/// backward pass on the way).
+pub fn grad_of_dot(s: &Tensor, v: &Tensor, x: &Var) -> Result<Tensor, TensorError> {
+    let loss = (s * v.detach())?.sum_all()?;
+    let grads = loss.backward()?;
+    grads
+        .get(x.as_tensor())
+        .cloned()
+        .ok_or_else(|| TensorError::Layout("no gradient reached x".into()))
 }
 
 /// The relative error `||a - b|| / ||b||` of an f32 batch `a` against the f64 batch `b`

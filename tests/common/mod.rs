@@ -111,21 +111,26 @@ pub fn tmp_dir(tag: &str) -> std::path::PathBuf {
     d
 }
 
-/// Runs a binary with `--json <dir>/out.json --figure <dir>/fig` appended, asserts that it
-/// succeeded, and returns the parsed JSON.
-pub fn run_for_json(mut cmd: std::process::Command, dir: &std::path::Path) -> serde_json::Value {
-    let json = dir.join("out.json");
-    let out = cmd
-        .arg("--json")
-        .arg(&json)
-        .arg("--figure")
-        .arg(dir.join("fig"))
-        .output()
-        .expect("runs");
+/// Runs a command and asserts that it succeeded (showing its stderr otherwise).
+pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().expect("runs");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a binary with `--json <dir>/out.json --figure <dir>/fig` appended, asserts that it
+/// succeeded, and returns the parsed JSON.
+pub fn run_for_json(mut cmd: std::process::Command, dir: &std::path::Path) -> serde_json::Value {
+    let json = dir.join("out.json");
+    run_ok(
+        cmd.arg("--json")
+            .arg(&json)
+            .arg("--figure")
+            .arg(dir.join("fig")),
     );
     serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written"))
         .expect("valid JSON")

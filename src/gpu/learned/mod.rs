@@ -1,0 +1,98 @@
+//! Learned scores and learned reverse covariances (feature `candle`): small time-conditioned
+//! MLPs trained in candle (f32, any device), judged against the exact truth of Gaussian-mixture
+//! data.
+//!
+//! - [`mlp`]: [`TimeMlp`], the network every model here is made of (Fourier time features,
+//!   SiLU, seeded host initialisation).
+//! - [`conditioning`]: the schedule-free time input (the log-SNR), the per-row time
+//!   quantities of a batch and the Gaussian prior every network is a residual of.
+//! - [`score_net`]: [`ScoreNet`], a score `s(x, t) = -eps_hat(x, t) / sqrt(1 - abar_t)` trained
+//!   by denoising score matching; a [`crate::gpu::TensorScoreModel`] whose `H v` is reverse-mode
+//!   autograd (`J^T v`).
+//! - [`time_mixture`]: the exact score of a mixture with diagonal components in candle ops,
+//!   with one time per row (the exact-score teacher of the covariance heads).
+//! - [`heads`]: the covariance heads `ocm`, `sn`, `npr`, `iddpm` and what each predicts.
+//! - [`train`]: the training loops (AdamW, seeded, progress callback).
+//! - [`checkpoint`]: safetensors checkpoints with their configuration embedded.
+//! - [`chain`]: model chains for the samplers: a mean source with a covariance source.
+//! - [`evaluate`]: the exact path KL of a model chain, split into the Gaussian part `S_full`,
+//!   a mean part and a covariance part, and the covariance error against `diag C`.
+//!
+//! # Time conditioning
+//! Networks see the log-SNR `lambda = ln abar - ln(1 - abar)` (scaled by
+//! [`LAMBDA_SCALE`]), not a schedule's own time, so a model trained once serves every
+//! schedule.
+
+use thiserror::Error;
+
+pub mod chain;
+pub mod checkpoint;
+pub mod conditioning;
+pub mod evaluate;
+pub mod heads;
+pub mod mlp;
+pub mod score_net;
+pub mod time_mixture;
+pub mod train;
+
+pub use chain::{Chain, CovSource, MeanSource};
+pub use checkpoint::{load_head, load_score, save_head, save_score, ModelKind};
+pub use conditioning::{GaussianPrior, PriorNet, RowTimes, LAMBDA_SCALE};
+pub use evaluate::{
+    evaluate_chains, CovErrorRow, EvalModels, EvalParams, EvalReport, EvalRow, EvalRule,
+    JAsymmetryRow, Method,
+};
+pub use heads::{Head, HeadKind, HeadScore};
+pub use mlp::{MlpShape, TimeMlp};
+pub use score_net::{NetLocal, ScoreNet};
+pub use time_mixture::TimeMixture;
+pub use train::{train_head, train_score, OcmWeight, TrainInfo, TrainParams};
+
+/// Errors of the learned models.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LearnedError {
+    /// A candle error.
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// A tensor-path error.
+    #[error(transparent)]
+    Tensor(#[from] crate::gpu::TensorError),
+    /// A tensor does not have the shape the model needs.
+    #[error("shape: {0}")]
+    Shape(String),
+    /// A parameter out of its domain.
+    #[error("invalid parameter `{field}`: {reason}")]
+    InvalidParameter {
+        /// The field.
+        field: &'static str,
+        /// What was expected.
+        reason: String,
+    },
+    /// A checkpoint is missing, unreadable or does not hold the expected model.
+    #[error("checkpoint `{path}`: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An unknown method name.
+    #[error("unknown method `{0}` (expected beta, beta-tilde, analytic, diag, full, hutchinson-<M>, ocm, sn, npr, iddpm, full-jt, full-j, full-sym)")]
+    UnknownMethod(String),
+    /// The data do not suit the request (e.g. a dense component where diagonal ones are needed).
+    #[error("data: {0}")]
+    Data(String),
+    /// A mixture error.
+    #[error(transparent)]
+    Mixture(#[from] crate::mixture::MixtureError),
+    /// A path-KL error (the `S_full` part).
+    #[error(transparent)]
+    PathKl(#[from] crate::path_kl::PathKlError),
+    /// A schedule error.
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
+    /// A sampler error.
+    #[error(transparent)]
+    Sampler(#[from] crate::sampler::SamplerError),
+}
