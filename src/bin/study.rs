@@ -126,7 +126,7 @@ impl Cells {
         let bar = ProgressBar::new(total as u64);
         bar.set_style(
             ProgressStyle::with_template(&format!(
-                "{{spinner}} {name}: cell {{pos}}/{{len}} [{{elapsed_precise}}] {{msg}}"
+                "{{spinner}} {name}: cell {{pos}}/{{len}} [{{elapsed_precise}}] {{prefix}} {{msg}}"
             ))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -136,6 +136,7 @@ impl Cells {
 
 impl Observer for Cells {
     fn cell_started(&self, _index: usize, label: &str) {
+        self.0.set_prefix("");
         self.0.set_message(label.to_string());
     }
     fn cell_done(&self, _index: usize, _label: &str) {
@@ -143,6 +144,9 @@ impl Observer for Cells {
     }
     fn inner(&self, done: usize, total: usize) {
         self.0.set_message(format!("{done}/{total}"));
+    }
+    fn phase(&self, label: &str) {
+        self.0.set_prefix(label.to_string());
     }
 }
 

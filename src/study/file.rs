@@ -111,38 +111,47 @@ struct Parsed {
     check: CheckSpec,
 }
 
-fn parse_kind_as<P>(path: &Path, text: &str) -> Result<Parsed, StudyError>
+fn parse_kind_as<P>(path: &Path, text: &str, root: &Path) -> Result<Parsed, StudyError>
 where
     P: StudyKind + DeserializeOwned + Default + 'static,
 {
     let f: FileOf<P> = parse_as(path, text)?;
+    let mut params = f.params;
+    params.set_root(root);
     Ok(Parsed {
         description: f.description,
-        study: Box::new(f.params),
+        study: Box::new(params),
         outputs: f.outputs,
         check: f.check,
     })
 }
 
-/// The typed study of `kind`: one arm per kind (add a kind here).
-fn parse_kind(path: &Path, kind: &str, text: &str) -> Result<Parsed, StudyError> {
+/// The typed study of `kind`: one arm per kind (add a kind here); relative paths in its
+/// parameters resolve against `root`.
+fn parse_kind(path: &Path, kind: &str, text: &str, root: &Path) -> Result<Parsed, StudyError> {
     let missing = |feature| StudyError::FeatureMissing {
         path: path.to_path_buf(),
         kind: kind.to_string(),
         feature,
     };
     match kind {
-        "path-kl" => parse_kind_as::<super::path_kl::PathKlStudy>(path, text),
-        "lanczos" => parse_kind_as::<super::lanczos::LanczosStudy>(path, text),
-        "samplers" => parse_kind_as::<super::samplers::SamplersStudy>(path, text),
-        "guidance" => parse_kind_as::<super::guidance::GuidanceStudy>(path, text),
-        "image-presets" => parse_kind_as::<super::image_presets::ImagePresetsStudy>(path, text),
+        "path-kl" => parse_kind_as::<super::path_kl::PathKlStudy>(path, text, root),
+        "lanczos" => parse_kind_as::<super::lanczos::LanczosStudy>(path, text, root),
+        "samplers" => parse_kind_as::<super::samplers::SamplersStudy>(path, text, root),
+        "guidance" => parse_kind_as::<super::guidance::GuidanceStudy>(path, text, root),
+        "image-presets" => {
+            parse_kind_as::<super::image_presets::ImagePresetsStudy>(path, text, root)
+        }
         #[cfg(feature = "candle")]
-        "validate" => parse_kind_as::<super::validate::ValidateStudy>(path, text),
+        "validate" => parse_kind_as::<super::validate::ValidateStudy>(path, text, root),
         #[cfg(feature = "candle")]
-        "bench-gpu" => parse_kind_as::<super::bench_gpu::BenchGpuStudy>(path, text),
+        "bench-gpu" => parse_kind_as::<super::bench_gpu::BenchGpuStudy>(path, text, root),
+        #[cfg(feature = "candle")]
+        "learned-eval" => parse_kind_as::<super::learned::LearnedEvalStudy>(path, text, root),
+        #[cfg(feature = "candle")]
+        "learned-train" => parse_kind_as::<super::learned::LearnedTrainStudy>(path, text, root),
         #[cfg(not(feature = "candle"))]
-        "validate" | "bench-gpu" => Err(missing("candle")),
+        "validate" | "bench-gpu" | "learned-eval" | "learned-train" => Err(missing("candle")),
         _ => {
             let _ = missing;
             Err(StudyError::UnknownKind {
@@ -191,7 +200,16 @@ impl StudyFile {
     /// As [`StudyFile::load`], without I/O.
     pub fn parse(path: &Path, text: &str, sha256: String) -> Result<Self, StudyError> {
         let kind: KindOnly = parse_as(path, text)?;
-        let parsed = parse_kind(path, &kind.kind, text)?;
+        let root = path
+            .parent()
+            .and_then(Path::parent)
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let root = if root.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            root
+        };
+        let parsed = parse_kind(path, &kind.kind, text, &root)?;
         parsed.study.validate().map_err(|error| StudyError::Param {
             path: path.to_path_buf(),
             error,
@@ -221,15 +239,6 @@ impl StudyFile {
                 format!("nothing (kind `{}` writes no figure)", kind.kind),
             ));
         }
-        let root = path
-            .parent()
-            .and_then(Path::parent)
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let root = if root.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            root
-        };
         Ok(Self {
             path: path.to_path_buf(),
             root,

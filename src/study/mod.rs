@@ -2,8 +2,8 @@
 //! for drift, shardable.
 //!
 //! A study file `studies/<name>.toml` names a study *kind* (`path-kl`, `lanczos`,
-//! `samplers`, `guidance`, `image-presets`, and with the `candle` feature `validate` and
-//! `bench-gpu`), its parameters, its outputs and its drift tolerances ([`file`]). Each kind
+//! `samplers`, `guidance`, `image-presets`, and with the `candle` feature `validate`,
+//! `bench-gpu`, `learned-eval` and `learned-train`), its parameters, its outputs and its drift tolerances ([`file`]). Each kind
 //! computes its result as an ordered list of *cells* (a T value of a path-KL sweep, a
 //! (data, T, family) cell of the samplers, a Lanczos case, ...), each a JSON value whose
 //! numbers do not depend on which other cells run (per-cell seeds or streams, fixed-order
@@ -21,7 +21,8 @@
 //! 1. Write `src/study/<kind>.rs` with a params struct deriving `Deserialize` with
 //!    `#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]` (its `Default` is
 //!    the binary's defaults) and implement [`StudyKind`] for it: `validate` (a [`ParamError`]
-//!    naming the key), `cells`, `run_cells`, `assemble`, `figures`, `seeds`.
+//!    naming the key), `cells`, `run_cells`, `assemble`, `figures`, `seeds` (and `set_root`
+//!    when a parameter names files to read or write, e.g. a checkpoint directory).
 //! 2. Add one arm to [`file::parse_kind`] (and the name to [`KINDS`]).
 //! 3. Make the kind's binary a thin CLI that fills the params struct from its flags.
 //!
@@ -42,6 +43,9 @@ pub mod file;
 pub mod guidance;
 pub mod image_presets;
 pub mod lanczos;
+#[cfg(feature = "candle")]
+#[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
+pub mod learned;
 pub mod num;
 pub mod path_kl;
 pub mod provenance;
@@ -63,7 +67,7 @@ pub use shard::{Shard, ShardFile};
 
 /// The study kinds this build knows (those behind a feature are listed either way: a file of
 /// such a kind is a clear error when the feature is missing).
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 9] = [
     "path-kl",
     "lanczos",
     "samplers",
@@ -71,6 +75,8 @@ pub const KINDS: [&str; 7] = [
     "image-presets",
     "validate",
     "bench-gpu",
+    "learned-eval",
+    "learned-train",
 ];
 
 /// A parameter outside its domain, naming the key (kebab-case, as in study files; the
@@ -203,6 +209,10 @@ pub enum StudyError {
     #[cfg(feature = "candle")]
     #[error(transparent)]
     Tensor(#[from] crate::gpu::TensorError),
+    /// A learned model could not be trained or evaluated.
+    #[cfg(feature = "candle")]
+    #[error(transparent)]
+    Learned(#[from] crate::gpu::learned::LearnedError),
     /// A study case could not be computed.
     #[error("{case}: {reason}")]
     Case {
@@ -277,6 +287,9 @@ pub trait Observer: Sync {
     fn cell_done(&self, _index: usize, _label: &str) {}
     /// Finer progress inside a cell (e.g. grid times of a path-KL sweep).
     fn inner(&self, _done: usize, _total: usize) {}
+    /// A phase of a cell starts (e.g. the model a training cell trains next); the
+    /// [`Observer::inner`] progress that follows is the phase's.
+    fn phase(&self, _label: &str) {}
 }
 
 /// An observer that ignores everything.
@@ -340,6 +353,10 @@ pub trait StudyKind: Send + Sync + std::fmt::Debug {
     fn device(&self) -> String {
         "cpu".to_string()
     }
+    /// Sets the directory the parameters' relative paths are resolved against (the study
+    /// root, so that `study --root DIR` reads and writes under DIR); kinds without such paths
+    /// ignore it.
+    fn set_root(&mut self, _root: &Path) {}
 }
 
 /// Runs every cell of `study` in the current rayon pool and assembles them; returns the
@@ -438,6 +455,16 @@ pub(crate) fn ensure_steps(steps: &[usize]) -> Result<(), ParamError> {
         "steps",
         "every T >= 1",
         steps,
+    )
+}
+
+/// `early-stop` (the time the chain stops at, `t_0 = delta`): a number in `[0, 1)`.
+pub(crate) fn ensure_early_stop(delta: f64) -> Result<(), ParamError> {
+    ensure(
+        delta.is_finite() && (0.0..1.0).contains(&delta),
+        "early-stop",
+        "a number in [0, 1)",
+        delta,
     )
 }
 

@@ -288,12 +288,7 @@ impl StudyKind for PathKlStudy {
 
     fn validate(&self) -> Result<(), ParamError> {
         super::ensure_steps(&self.steps)?;
-        ensure(
-            self.early_stop.is_finite() && (0.0..1.0).contains(&self.early_stop),
-            "early-stop",
-            "a number in [0, 1)",
-            self.early_stop,
-        )?;
+        super::ensure_early_stop(self.early_stop)?;
         ensure(
             self.h_frac.is_finite() && self.h_frac > 0.0 && self.h_frac <= 1.0,
             "h-frac",

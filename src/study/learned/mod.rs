@@ -1,0 +1,93 @@
+//! Study kinds `learned-eval` and `learned-train` (feature `candle`): learned scores and learned
+//! reverse covariances trained in candle and judged by exact error and exact path KL on
+//! Gaussian-mixture data (the `learned` binary's `eval` and `train` are CLIs over these).
+//!
+//! - [`LearnedEvalStudy`] loads checkpoints and computes, per method and T, the exact path KL
+//!   of the chain split into `S_full`, a mean part and a covariance part
+//!   ([`crate::gpu::learned::evaluate_chains`]), the MMD of sampled chains (DDPM and DDIM)
+//!   against exact draws, the covariance error against `diag C` per t and, for a learned
+//!   score, the asymmetry of its Jacobian.
+//! - [`LearnedTrainStudy`] trains the score network and the covariance heads and writes their
+//!   safetensors checkpoints (side outputs under the `out` directory, rewritten by every run)
+//!   and the training log (its results JSON).
+//!
+//! Relative checkpoint directories resolve against the study root (`study --root`); the
+//! binary's root is the working directory.
+
+use std::path::{Path, PathBuf};
+
+use super::ParamError;
+use crate::gpu::learned::{GaussianPrior, HeadKind};
+use crate::mixture::Mixture;
+
+pub mod eval;
+pub mod train;
+
+pub use eval::LearnedEvalStudy;
+pub use train::LearnedTrainStudy;
+
+/// A data set: the dense mixture (exact evaluation and the training draws), its name and the
+/// samplers' clip range.
+#[derive(Clone, Debug)]
+pub(crate) struct DataSet {
+    pub(crate) name: String,
+    pub(crate) q0: Mixture,
+    pub(crate) range: (f64, f64),
+}
+
+/// Loads a 2-D preset or an image preset (as a dense mixture; image presets live in [-1, 1],
+/// the samplers' clip range for them).
+pub(crate) fn load_data(name: &str) -> Result<DataSet, ParamError> {
+    let expected = "mog40, mog40-unit, grid9, aniso2, mix6 or an image preset (digits8)";
+    if crate::image_data::shape(name).is_some() {
+        let lr = crate::image_data::load(name).map_err(|e| ParamError::new("data", expected, e))?;
+        let means = lr.components().iter().map(|c| c.mean().clone()).collect();
+        let covs = lr.components().iter().map(|c| c.covariance()).collect();
+        let q0 = Mixture::from_dense(lr.weights().to_vec(), means, covs)
+            .map_err(|e| ParamError::new("data", expected, e))?;
+        return Ok(DataSet {
+            name: name.into(),
+            q0,
+            range: (-1.0, 1.0),
+        });
+    }
+    if !crate::presets::PRESET_NAMES.contains(&name) {
+        return Err(ParamError::new(
+            "data",
+            expected,
+            format!("unknown data set `{name}`"),
+        ));
+    }
+    let q0 = crate::presets::load(name).map_err(|e| ParamError::new("data", expected, e))?;
+    let range = crate::sampler::clip_range_of(&q0);
+    Ok(DataSet {
+        name: name.into(),
+        q0,
+        range,
+    })
+}
+
+/// The data's moment-matched Gaussian, the prior every network is a residual of.
+pub(crate) fn prior_of(q0: &Mixture) -> GaussianPrior {
+    let mean = q0.mean();
+    let trace = q0.second_moment_trace() - mean.norm_squared();
+    GaussianPrior::from_moments(mean.iter().copied().collect(), trace)
+}
+
+/// The score network's checkpoint: `<dir>/<data>/score.safetensors`.
+#[must_use]
+pub fn score_path(dir: &Path, data: &str) -> PathBuf {
+    dir.join(data).join("score.safetensors")
+}
+
+/// A head's checkpoint: `<dir>/<data>/<kind>-<score>.safetensors`, or `sn.safetensors` (`sn`'s
+/// objective does not involve the score: one network serves both).
+#[must_use]
+pub fn head_path(dir: &Path, data: &str, kind: HeadKind, score: &str) -> PathBuf {
+    match kind {
+        HeadKind::Sn => dir.join(data).join("sn.safetensors"),
+        _ => dir
+            .join(data)
+            .join(format!("{}-{score}.safetensors", kind.name())),
+    }
+}
