@@ -23,6 +23,23 @@
 //! (A single rule under N(m, C) was tried first: its estimate was unreliable for the
 //! multimodal posteriors of coarse steps.)
 //!
+//! **DDIM chains** ([`ChainKernel::Ddim`], OCM-DDIM of DESIGN section 3). The model kernel
+//! of a step (s, t) is the affine image x_0 -> c x_0 + d x_t (c = sqrt(abar_s) -
+//! sqrt(1 - abar_s) sqrt(abar_t) / sqrt(1 - abar_t) != 0) of N(mu_0, Sigma_0), the family's
+//! covariance for the one jump (0, t). The reference chain is the Markov chain whose kernel is
+//! the same image of the true q(x_0 | x_t) (the moments OCM-DDIM matches; its marginals are
+//! the q_t, so its path KL bounds KL(q_0 || p_0)). KL is invariant under a bijective affine
+//! map, so each step term is the DDPM term of the one jump (0, t), whatever s is:
+//! ```text
+//! S^DDIM_fam(T) = sum_{i=1..T} E_{q_{t_i}}[KL(q(x_0 | x_{t_i}) || N(mu_0, Sigma_0,fam))],
+//! S^DDIM_full(T) = sum_i ( E[(1/2) sum ln(1 + b_i mu)] + (D/2) ln(abar_0 / abar_{t_i})
+//!                          + H(q_{t_i}) - H(q_0) ),  b_i = 1 - abar_{t_i} / abar_0.
+//! ```
+//! The terms do not shrink with the step: a DDIM chain's path KL grows like T (each kernel's
+//! shape error is scale-free). `beta` and `beta-tilde` give Sigma_0 = 0 (plain DDIM, a
+//! deterministic kernel, infinite KL) and are refused; the early stop must be 0 (the kernel's
+//! x_0 is the data at t = 0).
+//!
 //! Every expectation over q_t is taken with a rule that carries its own error estimate
 //! ([`crate::quadrature`]): nested lattices in D <= 3, randomised QMC beyond. All T values
 //! of a sweep share the expectations at common grid times (nested grids), and times are
@@ -86,6 +103,15 @@ pub enum PathKlError {
     /// The beta-tilde last step is degenerate and no remedy applies.
     #[error("beta-tilde's last step is degenerate (abar_{{t_0}} = 1): choose the `clip` remedy or `early_stop` > 0")]
     DegenerateLastStep,
+    /// A family without a DDIM covariance.
+    #[error("family `{family}` under the DDIM kernel: Sigma_0 = 0 (plain DDIM is deterministic, its path KL infinite); use analytic, diag or full")]
+    DdimFamily {
+        /// The family.
+        family: &'static str,
+    },
+    /// DDIM path KL with an early stop.
+    #[error("`early_stop` must be 0 with the DDIM kernel (its x_0 is the data at t = 0), got {0}")]
+    DdimEarlyStop(f64),
     /// A model covariance was not positive (should not happen for valid data).
     #[error("family `{family}`: covariance not positive at a quadrature node (t = {time})")]
     NonPositiveCovariance {
@@ -103,6 +129,27 @@ pub enum Route {
     A,
     /// Direct inner quadrature of each reverse-kernel KL (independent, slower).
     B,
+}
+
+/// The model chain's kernel: DDPM ancestral or OCM-DDIM (module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChainKernel {
+    /// DDPM ancestral: step (s, t) against the true q(x_s | x_t).
+    #[default]
+    Ddpm,
+    /// OCM-DDIM: step (s, t) is the one jump (0, t) seen through an affine map.
+    Ddim,
+}
+
+impl ChainKernel {
+    /// `ddpm` or `ddim`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ddpm => "ddpm",
+            Self::Ddim => "ddim",
+        }
+    }
 }
 
 /// Which cubature rule to use over q_t.
@@ -135,6 +182,9 @@ pub struct PathKlParams {
     pub qmc: QmcParams,
     /// Inner Gauss-Hermite orders per dimension for route B (the second is the reported one).
     pub gh_orders: [usize; 2],
+    /// The model chain's kernel.
+    #[serde(default)]
+    pub kernel: ChainKernel,
 }
 
 impl Default for PathKlParams {
@@ -148,6 +198,7 @@ impl Default for PathKlParams {
             lattice: LatticeParams::default(),
             qmc: QmcParams::default(),
             gh_orders: [8, 12],
+            kernel: ChainKernel::Ddpm,
         }
     }
 }
@@ -493,6 +544,7 @@ fn run_task(
         vec![0.0; nodes.slots]
     };
     let mut uses = Vec::with_capacity(task.uses.len());
+    let ddim = params.kernel == ChainKernel::Ddim && params.route == Route::A;
     let slots = nodes.slots;
     let fine = slots - 1;
     for u in &task.uses {
@@ -536,6 +588,12 @@ fn run_task(
                 Route::B => inner_vals[i][1],
             };
             full_abs += (w[fine] * full_term).abs();
+            if ddim {
+                // The one jump's 1 + b mu_i ~ abar_t lambda cancels for small abar_t: each ln
+                // carries eps (1 + b |mu_i|) / |1 + b mu_i| (the round-off floor scales it).
+                let cond: f64 = m.iter().map(|&x| (1.0 + b * x.abs()) / (1.0 + b * x)).sum();
+                full_abs += (w[fine] * cond).abs();
+            }
             for r in 0..slots {
                 if w[r] != 0.0 {
                     full_sums[r].add(w[r] * full_term);
@@ -629,6 +687,19 @@ pub fn path_kl_sweep(
     if params.route == Route::B && d > 3 {
         return Err(PathKlError::RouteBDimension { dim: d });
     }
+    let ddim = params.kernel == ChainKernel::Ddim;
+    if ddim {
+        if let Some(f) = params
+            .families
+            .iter()
+            .find(|f| matches!(f, Family::Beta | Family::BetaTilde))
+        {
+            return Err(PathKlError::DdimFamily { family: f.name() });
+        }
+        if params.early_stop != 0.0 {
+            return Err(PathKlError::DdimEarlyStop(params.early_stop));
+        }
+    }
     let grids: Vec<Grid> = steps
         .iter()
         .map(|&t| schedule.grid(t, params.early_stop))
@@ -654,7 +725,16 @@ pub fn path_kl_sweep(
                 .entropy = true;
         }
         for i in 1..=grid.steps() {
-            let step = grid.step(i);
+            // DDIM: the one jump (t_0, t_i) (module docs).
+            let step = if ddim {
+                Step {
+                    s: 0,
+                    t: i,
+                    ..Step::from_ln_abar(grid.ln_abar[0], grid.ln_abar[i])
+                }
+            } else {
+                grid.step(i)
+            };
             let beta_tilde = if want_bt {
                 let oma_s = grid.one_minus_abar(i - 1);
                 if oma_s > 0.0 {
@@ -683,19 +763,18 @@ pub fn path_kl_sweep(
                 None
             };
             let ln_t = grid.ln_abar[i];
-            tasks
-                .entry(key(ln_t))
-                .or_insert(Task {
-                    ln_abar: ln_t,
-                    uses: Vec::new(),
-                    entropy: false,
-                })
-                .uses
-                .push(Use {
-                    grid: g,
-                    step,
-                    beta_tilde,
-                });
+            // DDIM's route A needs H(q_t) at every step's t.
+            let task = tasks.entry(key(ln_t)).or_insert(Task {
+                ln_abar: ln_t,
+                uses: Vec::new(),
+                entropy: false,
+            });
+            task.entropy |= ddim;
+            task.uses.push(Use {
+                grid: g,
+                step,
+                beta_tilde,
+            });
         }
     }
     if want_bt && params.early_stop > 0.0 && last_step == "not-degenerate" {
@@ -734,15 +813,27 @@ pub fn path_kl_sweep(
     let mut inner = vec![0.0; grids.len()];
     let mut off: Vec<Vec<Vec<NeumaierSum>>> =
         vec![vec![vec![NeumaierSum::new(); slots]; nf]; grids.len()];
+    // DDIM route A: every step adds its own telescoping terms
+    // (D/2) ln(abar_0 / abar_t) + H(q_t) - H(q_0) (module docs).
+    let ddim_a = ddim && params.route == Route::A;
+    let h_zero = entropy_at(grids[0].ln_abar[0]);
     for r in &results {
+        let jump = if ddim_a { r.entropy.as_deref() } else { None };
         for u in &r.uses {
+            let half_ln = 0.5 * d as f64 * (grids[u.grid].ln_abar[0] - r.ln_abar);
             for s in 0..slots {
                 full[u.grid][s].add(u.full[s]);
+                if let Some(h) = jump {
+                    full[u.grid][s].add(half_ln + h[s] - h_zero[s]);
+                }
                 for f in 0..nf {
                     off[u.grid][f][s].add(u.offsets[f][s]);
                 }
             }
             abs[u.grid] += u.full_abs;
+            if let Some(h) = jump {
+                abs[u.grid] += half_ln.abs() + h[slots - 1].abs() + h_zero[slots - 1].abs();
+            }
             inner[u.grid] += u.inner_err;
         }
     }
@@ -758,20 +849,22 @@ pub fn path_kl_sweep(
             let mut per_slot = Vec::with_capacity(slots);
             for s in 0..slots {
                 let sf = match params.route {
-                    Route::A => full[g][s].value() + 0.5 * d as f64 * (l0 - lt) + ht[s] - h0[s],
-                    Route::B => full[g][s].value(),
+                    Route::A if !ddim => {
+                        full[g][s].value() + 0.5 * d as f64 * (l0 - lt) + ht[s] - h0[s]
+                    }
+                    _ => full[g][s].value(),
                 };
                 per_slot.push(sf + off[g][f][s].value());
             }
             let mut est = model.combine(&per_slot);
             let floor_terms = match params.route {
-                Route::A => {
+                Route::A if !ddim => {
                     abs[g]
                         + ht[slots - 1].abs()
                         + h0[slots - 1].abs()
                         + 0.5 * d as f64 * (l0 - lt).abs()
                 }
-                Route::B => abs[g],
+                _ => abs[g],
             };
             est.err += ROUNDOFF_FLOOR * floor_terms + inner[g];
             rows.push(FamilyRow {

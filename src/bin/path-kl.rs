@@ -40,8 +40,13 @@ struct Args {
     schedule: String,
     /// Comma list of families: beta, beta-tilde, analytic, diag, full, hutchinson-<M>
     /// (expected over the probes, by Monte Carlo: S_diag + a Monte Carlo excess, 2 s.e. bars).
-    #[arg(long, default_value = "beta,beta-tilde,analytic,diag,full")]
-    families: String,
+    /// Default: beta,beta-tilde,analytic,diag,full (ddpm), analytic,diag,full (ddim).
+    #[arg(long)]
+    families: Option<String>,
+    /// Model chain kernel: ddpm (ancestral) or ddim (OCM-DDIM: each step is the one jump
+    /// (0, t) through an affine map, so S grows like T; families analytic, diag, full).
+    #[arg(long, default_value = "ddpm")]
+    kernel: String,
     /// The T values (comma list).
     #[arg(
         long,
@@ -62,7 +67,7 @@ struct Args {
     /// Slope-fit window lo,hi on T (default: 128,1024 clipped to the T values given, or the last 4 T values).
     #[arg(long, value_delimiter = ',')]
     window: Option<Vec<f64>>,
-    /// JSON output file (default studies/results/path_kl_<data>[_<schedule>][_route_b].json).
+    /// JSON output file (default studies/results/path_kl_<data>[_<schedule>][_route_b][_ddim].json).
     #[arg(long)]
     json: Option<PathBuf>,
     /// Figure path stem; writes <stem>.svg and <stem>.png (default figures/path_kl_<data>...).
@@ -103,6 +108,12 @@ fn study(args: &Args) -> PathKlStudy {
         schedule: args.schedule.clone(),
         families: args
             .families
+            .as_deref()
+            .unwrap_or(if args.kernel == "ddim" {
+                "analytic,diag,full"
+            } else {
+                "beta,beta-tilde,analytic,diag,full"
+            })
             .split(',')
             .map(|s| s.trim().to_string())
             .collect(),
@@ -126,6 +137,7 @@ fn study(args: &Args) -> PathKlStudy {
         qmc_shifts: args.qmc_shifts,
         hutchinson_points: args.hutchinson_points,
         seed: args.seed,
+        kernel: args.kernel.clone(),
     }
 }
 

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::covariance::{BetaTildeRemedy, Family};
 use crate::hutchinson::{hutchinson_excess, HutchinsonMc};
-use crate::path_kl::{path_kl_sweep, PathKlParams, Route, RuleChoice};
+use crate::path_kl::{path_kl_sweep, ChainKernel, PathKlParams, Route, RuleChoice};
 use crate::plot::{LogLogFigure, RefSlope, Series};
 use crate::quadrature::{LatticeParams, QmcParams};
 use crate::rates::{fit_loglog, SlopeFit};
@@ -55,6 +55,9 @@ pub struct PathKlStudy {
     pub hutchinson_points: usize,
     /// Seed of the QMC shifts and of the hutchinson-<M> Monte Carlo.
     pub seed: u64,
+    /// Model chain kernel: `ddpm` (ancestral) or `ddim` (OCM-DDIM; families analytic, diag,
+    /// full; early stop 0).
+    pub kernel: String,
 }
 
 impl Default for PathKlStudy {
@@ -76,6 +79,7 @@ impl Default for PathKlStudy {
             qmc_shifts: QmcParams::default().shifts,
             hutchinson_points: 4000,
             seed: QmcParams::default().seed,
+            kernel: "ddpm".into(),
         }
     }
 }
@@ -175,6 +179,14 @@ impl PathKlStudy {
         Ok(Families { core, hutch })
     }
 
+    fn kernel(&self) -> Result<ChainKernel, ParamError> {
+        match self.kernel.as_str() {
+            "ddpm" => Ok(ChainKernel::Ddpm),
+            "ddim" => Ok(ChainKernel::Ddim),
+            other => Err(ParamError::new("kernel", "ddpm or ddim", other)),
+        }
+    }
+
     fn remedy(&self) -> Result<BetaTildeRemedy, ParamError> {
         BetaTildeRemedy::from_name(&self.beta_tilde_remedy)
             .map_err(|e| ParamError::new("beta-tilde-remedy", "clip or early-stop", e))
@@ -212,7 +224,8 @@ impl PathKlStudy {
         }
     }
 
-    /// The binary's default output stem: `path_kl_<data>[_<schedule>][_es<delta>][_route_b]`.
+    /// The binary's default output stem:
+    /// `path_kl_<data>[_<schedule>][_es<delta>][_route_b][_ddim]`.
     ///
     /// # Errors
     /// An unknown schedule or remedy.
@@ -227,6 +240,9 @@ impl PathKlStudy {
         }
         if self.route == "b" {
             stem.push_str("_route_b");
+        }
+        if self.kernel()? == ChainKernel::Ddim {
+            stem.push_str("_ddim");
         }
         Ok(stem)
     }
@@ -266,6 +282,7 @@ impl PathKlStudy {
                 shifts: self.qmc_shifts,
                 seed: self.seed,
             },
+            kernel: self.kernel()?,
             ..PathKlParams::default()
         })
     }
@@ -316,6 +333,29 @@ impl StudyKind for PathKlStudy {
         }
         self.remedy()?;
         self.schedule()?;
+        if self.kernel()? == ChainKernel::Ddim {
+            ensure(
+                fams.hutch.is_empty(),
+                "families",
+                "analytic, diag or full with kernel ddim (hutchinson-<M> is DDPM only)",
+                &self.families,
+            )?;
+            ensure(
+                !fams
+                    .core
+                    .iter()
+                    .any(|f| matches!(f, Family::Beta | Family::BetaTilde)),
+                "families",
+                "analytic, diag or full with kernel ddim (beta and beta-tilde give Sigma_0 = 0: plain DDIM, deterministic, infinite KL)",
+                &self.families,
+            )?;
+            ensure(
+                self.effective_early_stop()? == 0.0,
+                "early-stop",
+                "0 with kernel ddim (its x_0 is the data at t = 0)",
+                self.early_stop,
+            )?;
+        }
         self.sweep_params(&fams)?;
         self.load()?;
         Ok(())
@@ -467,6 +507,7 @@ impl StudyKind for PathKlStudy {
         let doc = json!({
             "data": label,
             "schedule": schedule.name(),
+            "kernel": self.kernel()?.name(),
             "dim": first.dim,
             "route": route,
             "rule": first.rule,
@@ -520,8 +561,8 @@ impl PathKlStudy {
         let first = &cells[0];
         let route = if self.route == "b" { "B" } else { "A" };
         let mut s = format!(
-            "path KL step sums S(T) for {} (D = {}), schedule {}, route {route}, rule: {}\n",
-            self.data, first.dim, self.schedule, first.rule
+            "path KL step sums S(T) for {} (D = {}), schedule {}, {} kernel, route {route}, rule: {}\n",
+            self.data, first.dim, self.schedule, self.kernel, first.rule
         );
         if names.iter().any(|n| n == "beta-tilde") {
             s += &format!("beta-tilde last step: {last_step}\n");
@@ -623,11 +664,19 @@ impl PathKlStudy {
         }
         let anchor = |k: usize| series[k].last().map(|(t, r)| (*t as f64, r.s));
         let mut refs = Vec::new();
-        if let Some((x0, y0)) = (0..n_core).filter(|&k| names[k] != "full").find_map(anchor) {
-            refs.push(RefSlope::new(-1.0, x0, y0 * 0.5, "slope -1"));
-        }
-        if let Some((x0, y0)) = (0..n_core).find(|&k| names[k] == "full").and_then(anchor) {
-            refs.push(RefSlope::new(-2.0, x0, y0 * 0.5, "slope -2"));
+        let ddim = self.kernel == "ddim";
+        if ddim {
+            // DDIM's step terms do not shrink with the step: S grows like T.
+            if let Some((x0, y0)) = (0..n_core).find_map(anchor) {
+                refs.push(RefSlope::new(1.0, x0, y0 * 2.0, "slope +1"));
+            }
+        } else {
+            if let Some((x0, y0)) = (0..n_core).filter(|&k| names[k] != "full").find_map(anchor) {
+                refs.push(RefSlope::new(-1.0, x0, y0 * 0.5, "slope -1"));
+            }
+            if let Some((x0, y0)) = (0..n_core).find(|&k| names[k] == "full").and_then(anchor) {
+                refs.push(RefSlope::new(-2.0, x0, y0 * 0.5, "slope -2"));
+            }
         }
         let es_note = if early_stop > 0.0 {
             format!(", early stop {early_stop}")
@@ -636,7 +685,11 @@ impl PathKlStudy {
         };
         let route = if self.route == "b" { "B" } else { "A" };
         LogLogFigure {
-            title: format!("Path KL step sum S(T): {label}, {}", schedule.name()),
+            title: if ddim {
+                format!("Path KL step sum S(T) of OCM-DDIM chains: {label}, {}", schedule.name())
+            } else {
+                format!("Path KL step sum S(T): {label}, {}", schedule.name())
+            },
             x_label: "T (number of reverse steps)".to_string(),
             y_label: "S(T) = sum of E KL(q(x_s|x_t) || p(x_s|x_t))".to_string(),
             series: out,
