@@ -726,15 +726,7 @@ pub fn path_kl_sweep(
         }
         for i in 1..=grid.steps() {
             // DDIM: the one jump (t_0, t_i) (module docs).
-            let step = if ddim {
-                Step {
-                    s: 0,
-                    t: i,
-                    ..Step::from_ln_abar(grid.ln_abar[0], grid.ln_abar[i])
-                }
-            } else {
-                grid.step(i)
-            };
+            let step = if ddim { grid.jump(i) } else { grid.step(i) };
             let beta_tilde = if want_bt {
                 let oma_s = grid.one_minus_abar(i - 1);
                 if oma_s > 0.0 {

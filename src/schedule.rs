@@ -252,6 +252,25 @@ impl Grid {
             ..Step::from_ln_abar(self.ln_abar[i - 1], self.ln_abar[i])
         }
     }
+
+    /// The one jump `(t_0, t_i)` from the grid's start to its time `i` (an OCM-DDIM step's
+    /// geometry: its x_0 posterior is that of this jump).
+    ///
+    /// # Panics
+    /// If `i` is outside `1..=T` (a programming error, as for [`Grid::step`]).
+    #[must_use]
+    pub fn jump(&self, i: usize) -> Step {
+        assert!(
+            (1..=self.steps()).contains(&i),
+            "Grid::jump: index {i} outside 1..={}",
+            self.steps()
+        );
+        Step {
+            s: 0,
+            t: i,
+            ..Step::from_ln_abar(self.ln_abar[0], self.ln_abar[i])
+        }
+    }
 }
 
 /// `1 - exp(x) = -expm1(x)`, written `0.0 - expm1(x)` so that `x = 0` gives `+0.0`

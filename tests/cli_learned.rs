@@ -77,6 +77,23 @@ fn train_then_eval_writes_the_contract_and_the_split_adds_up() {
             if r["kernel"] == "ddim" {
                 ddim += 1;
                 assert!(r["method"] != "iddpm", "iddpm has no DDIM kernel");
+                // Plain DDIM (beta, beta-tilde: Sigma_0 = 0) is deterministic: infinite KL.
+                // Every other sampled DDIM chain has a path KL (a number, or "inf" where a
+                // clipped variance is 0) with the same split.
+                if r["method"] == "beta" || r["method"] == "beta-tilde" {
+                    assert_eq!(r["path_kl"], "inf", "{r}");
+                    continue;
+                }
+                if let (Some(p), Some(m), Some(c), Some(s)) = (
+                    r["path_kl"].as_f64(),
+                    r["mean_part"].as_f64(),
+                    r["cov_part"].as_f64(),
+                    r["s_full"].as_f64(),
+                ) {
+                    assert!((p - (s + m + c)).abs() <= 1e-12 * p.abs(), "{r}");
+                } else {
+                    assert_eq!(r["path_kl"], "inf", "{r}");
+                }
                 continue;
             }
             let (p, m, c, s) = (

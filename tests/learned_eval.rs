@@ -85,6 +85,74 @@ fn exact_mean_reproduces_path_kl_for_the_fixed_and_exact_families() -> Result<()
     Ok(())
 }
 
+/// The DDIM kernel (each step the one jump (0, t)): with the exact mean the evaluator's
+/// `analytic`, `diag` and `full` rows reproduce `path-kl --kernel ddim` (two quadratures, two
+/// KL formulas: within the sum of the error estimates plus 1e-12 relative), the deterministic
+/// families are refused, and the sums grow with T (each one-jump term is T-independent).
+#[test]
+fn ddim_exact_mean_reproduces_path_kl_ddim() -> Result<()> {
+    use covlab::path_kl::ChainKernel;
+    for (data, steps) in [("mog40", vec![4usize, 8]), ("aniso2", vec![4, 8])] {
+        let q0 = covlab::presets::load(data)?;
+        let pk = path_kl_sweep(
+            &q0,
+            &Schedule::vp_linear(),
+            &steps,
+            &PathKlParams {
+                families: vec![Family::Analytic, Family::Diag, Family::Full],
+                kernel: ChainKernel::Ddim,
+                ..PathKlParams::default()
+            },
+            &|_, _| {},
+        )?;
+        let ddim = EvalParams {
+            kernel: ChainKernel::Ddim,
+            ..params(&steps, "analytic,diag,full")?
+        };
+        let report = evaluate_chains(&q0, &EvalModels::default(), &ddim, &Device::Cpu, &|_, _| {})?;
+        assert!(report.cov_error.is_empty());
+        for r in &report.rows {
+            let s = pk
+                .get(Family::from_name(&r.method)?, r.steps)
+                .expect("row")
+                .s;
+            let tol = r.path_kl.err + s.err + 1e-12 * s.value.abs();
+            assert!(
+                (r.path_kl.value - s.value).abs() <= tol,
+                "{data} {} T = {}: evaluator {:e} +- {:e}, path-kl ddim {:e} +- {:e}",
+                r.method,
+                r.steps,
+                r.path_kl.value,
+                r.path_kl.err,
+                s.value,
+                s.err
+            );
+            assert!(r.mean_part.value.abs() == 0.0, "{r:?}");
+        }
+        let full = |t| {
+            report
+                .rows
+                .iter()
+                .find(|r| r.method == "full" && r.steps == t)
+                .map(|r| r.path_kl.value)
+        };
+        assert!(
+            full(8) > full(4).map(|v| 1.5 * v),
+            "{data}: DDIM sums grow with T"
+        );
+        for bad in ["beta", "beta-tilde"] {
+            let p = EvalParams {
+                kernel: ChainKernel::Ddim,
+                ..params(&steps, bad)?
+            };
+            let e = evaluate_chains(&q0, &EvalModels::default(), &p, &Device::Cpu, &|_, _| {})
+                .expect_err("plain DDIM");
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+    Ok(())
+}
+
 /// `hutchinson-M` with the exact score: the evaluator takes the expectation over the probes
 /// exactly in D = 2 (through `v_1 v_2`), `hutchinson::hutchinson_excess` by Monte Carlo over x_t
 /// and probes with exact draws; both are S_hutch - S_diag. With M = 16 (light tails) they agree

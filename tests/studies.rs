@@ -260,7 +260,8 @@ fn learned_eval_file(params: &str) -> String {
 fn sharded_then_merged_equals_unsharded_learned_eval() {
     let root = common::tmp_dir("shard-learned");
     // The learned score with a fixed family, a head and a Jacobian chain; MMD at T = 4 with
-    // both kernels: the path-KL cell, the floor and 2 x 2 chains.
+    // both kernels: the path-KL cell, the DDIM path-KL cell (ocm has a DDIM covariance), the
+    // floor and 2 x 2 chains.
     let file = study(
         &root,
         "le",
@@ -269,7 +270,7 @@ fn sharded_then_merged_equals_unsharded_learned_eval() {
         ),
     )
     .expect("study");
-    assert_eq!(file.study.cells().expect("cells").len(), 6);
+    assert_eq!(file.study.cells().expect("cells").len(), 7);
     // The figures it declares are the ones it draws (cov error: beta and ocm are diagonal).
     let names: Vec<String> = file.figure_names().into_iter().map(|f| f.suffix).collect();
     assert_eq!(

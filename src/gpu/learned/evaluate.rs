@@ -41,7 +41,7 @@ use crate::covariance::{Family, IsoScale};
 use crate::mixture::Mixture;
 use crate::model_kernel::{clamp_eigenvalues, h_bounds, iddpm_h, kl_parts, KlParts, ModelCov};
 use crate::numeric::NeumaierSum;
-use crate::path_kl::{path_kl_sweep, PathKlParams, RuleChoice};
+use crate::path_kl::{path_kl_sweep, ChainKernel, PathKlParams, RuleChoice};
 use crate::quadrature::{
     for_each_node_with_mass, lattice, qmc, ErrorModel, Estimate, LatticeParams, QmcParams,
 };
@@ -179,6 +179,11 @@ pub struct EvalParams {
     pub curve_grid: usize,
     /// Rows per network batch.
     pub batch: usize,
+    /// The chains' kernel: DDPM ancestral, or OCM-DDIM, whose step (s, t) is the one jump
+    /// (0, t) seen through an affine map (see [`crate::path_kl`]): the rows are then
+    /// `S^DDIM_full(T)` plus the one-jump mean and covariance parts summed over the steps, and
+    /// the curves are not computed.
+    pub kernel: ChainKernel,
 }
 
 impl Default for EvalParams {
@@ -206,6 +211,7 @@ impl Default for EvalParams {
             curve_times: 24,
             curve_grid: 1000,
             batch: 16_384,
+            kernel: ChainKernel::Ddpm,
         }
     }
 }
@@ -987,6 +993,29 @@ pub fn evaluate_chains(
             });
         }
     }
+    let ddim = params.kernel == ChainKernel::Ddim;
+    if ddim {
+        if let Some(m) = params.methods.iter().find(|m| {
+            matches!(
+                m,
+                Method::Family(Family::Beta | Family::BetaTilde) | Method::Head(HeadKind::Iddpm)
+            )
+        }) {
+            return Err(LearnedError::InvalidParameter {
+                field: "methods",
+                reason: format!(
+                    "{} has no OCM-DDIM covariance (beta, beta-tilde: Sigma_0 = 0, plain DDIM, infinite KL; iddpm: beta~ = 0 at every step to the data)",
+                    m.name()
+                ),
+            });
+        }
+        if params.early_stop != 0.0 {
+            return Err(LearnedError::InvalidParameter {
+                field: "early_stop",
+                reason: "must be 0 with the DDIM kernel (its x_0 is the data at t = 0)".into(),
+            });
+        }
+    }
     if params.steps.is_empty() || params.steps.contains(&0) {
         return Err(LearnedError::InvalidParameter {
             field: "steps",
@@ -1011,6 +1040,7 @@ pub fn evaluate_chains(
             lattice: params.lattice,
             qmc: params.qmc,
             early_stop: params.early_stop,
+            kernel: params.kernel,
             ..PathKlParams::default()
         },
         &|_, _| {},
@@ -1024,11 +1054,13 @@ pub fn evaluate_chains(
     let mut tasks: std::collections::BTreeMap<u64, (f64, Vec<UseSpec>)> = Default::default();
     for (g, grid) in grids.iter().enumerate() {
         for i in 1..=grid.steps() {
-            let step = grid.step(i);
-            let bt_clip = (grid.one_minus_abar(i - 1) <= 0.0 && grid.steps() >= 2).then(|| {
-                let next = grid.step(i + 1);
-                next.b * grid.one_minus_abar(i) / grid.one_minus_abar(i + 1)
-            });
+            // DDIM: the one jump (t_0, t_i) (no beta-tilde: refused above).
+            let step = if ddim { grid.jump(i) } else { grid.step(i) };
+            let bt_clip =
+                (!ddim && grid.one_minus_abar(i - 1) <= 0.0 && grid.steps() >= 2).then(|| {
+                    let next = grid.step(i + 1);
+                    next.b * grid.one_minus_abar(i) / grid.one_minus_abar(i + 1)
+                });
             let l = grid.ln_abar[i];
             tasks
                 .entry((-l).to_bits())
@@ -1161,7 +1193,11 @@ pub fn evaluate_chains(
             });
         }
     }
-    let (cov_error, j_asymmetry) = curves(q0, models, params, needs, device)?;
+    let (cov_error, j_asymmetry) = if ddim {
+        (Vec::new(), Vec::new())
+    } else {
+        curves(q0, models, params, needs, device)?
+    };
     let net_rule = match params.rule {
         EvalRule::Lattice => format!("lattice (h = {} x smallest sd)", params.lattice.h_frac),
         EvalRule::Qmc => format!(

@@ -35,6 +35,7 @@ use crate::gpu::{
 };
 use crate::lowrank::LowRankMixture;
 use crate::metrics::{mmd2_unbiased, MMD_BANDWIDTHS};
+use crate::path_kl::ChainKernel;
 use crate::plot::{LogLogFigure, Series};
 use crate::quadrature::{Estimate, LatticeParams, QmcParams};
 use crate::sampler::{KernelKind, SamplerConfig, SamplerFamily};
@@ -144,6 +145,8 @@ struct Setup {
 enum CellSpec {
     /// Every path-KL row, the covariance errors and the Jacobian asymmetry.
     PathKl,
+    /// The OCM-DDIM chains' path-KL rows (at the MMD T values; each step the one jump (0, t)).
+    PathKlDdim,
     /// Exact draws against the reference (the MMD noise floor).
     Floor,
     /// One sampled chain.
@@ -469,10 +472,42 @@ impl LearnedEvalStudy {
         })
     }
 
+    /// The methods with an OCM-DDIM covariance whose DDIM chains are sampled: not `beta`,
+    /// `beta-tilde` (Sigma_0 = 0: plain DDIM, infinite KL), `iddpm` (no DDIM kernel) or the
+    /// Jacobian chains (not sampled).
+    fn ddim_methods(s: &Setup) -> Vec<Method> {
+        s.methods
+            .iter()
+            .copied()
+            .filter(|m| {
+                !matches!(
+                    m,
+                    Method::Family(Family::Beta | Family::BetaTilde)
+                        | Method::Head(HeadKind::Iddpm)
+                        | Method::FullJt
+                        | Method::FullJ
+                        | Method::FullSym
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the DDIM path KL is computed: DDIM chains are sampled, with an early stop of 0
+    /// (the DDIM kernel's x_0 is the data at t = 0) and some method with a DDIM covariance.
+    fn ddim_path_kl(&self, s: &Setup) -> bool {
+        !self.mmd_steps.is_empty()
+            && s.kernels.contains(&KernelKind::Ddim)
+            && self.early_stop == 0.0
+            && !Self::ddim_methods(s).is_empty()
+    }
+
     fn specs(&self, s: &Setup) -> Vec<CellSpec> {
         let mut out = vec![CellSpec::PathKl];
         if self.mmd_steps.is_empty() {
             return out;
+        }
+        if self.ddim_path_kl(s) {
+            out.push(CellSpec::PathKlDdim);
         }
         out.push(CellSpec::Floor);
         for &kernel in &s.kernels {
@@ -494,6 +529,7 @@ impl LearnedEvalStudy {
     fn label_of(spec: CellSpec) -> String {
         match spec {
             CellSpec::PathKl => "exact path KL".into(),
+            CellSpec::PathKlDdim => "exact path KL, DDIM".into(),
             CellSpec::Floor => "MMD floor".into(),
             CellSpec::Chain { kernel, method, t } => {
                 format!("MMD {} {} T = {t}", kernel_name(kernel), method.name())
@@ -539,18 +575,31 @@ impl LearnedEvalStudy {
         })
     }
 
+    /// The path-KL rows of `kernel`'s chains: every method and T (DDPM), or the DDIM
+    /// methods at the MMD T values (DDIM).
     fn path_kl_cell(
         &self,
         s: &Setup,
         models: &Models,
+        kernel: ChainKernel,
         device: &Device,
         obs: &dyn Observer,
     ) -> Result<Value, StudyError> {
         let start = Instant::now();
+        let (steps, methods) = match kernel {
+            ChainKernel::Ddpm => (s.steps.clone(), s.methods.clone()),
+            ChainKernel::Ddim => {
+                let mut t = self.mmd_steps.clone();
+                t.sort_unstable();
+                t.dedup();
+                (t, Self::ddim_methods(s))
+            }
+        };
         let params = EvalParams {
             schedule: s.schedule.clone(),
-            steps: s.steps.clone(),
-            methods: s.methods.clone(),
+            steps,
+            methods,
+            kernel,
             lattice: LatticeParams {
                 h_frac: self.h_frac,
                 ..LatticeParams::default()
@@ -664,6 +713,7 @@ impl LearnedEvalStudy {
         &self,
         s: &Setup,
         report: &EvalReport,
+        ddim: Option<&EvalReport>,
         mmd: &[MmdCell],
         walls: (f64, f64, &RunInfo),
     ) -> Value {
@@ -685,8 +735,26 @@ impl LearnedEvalStudy {
             }));
         }
         for m in mmd.iter().filter(|m| m.kernel == "ddim") {
-            rows.push(json!({"method": m.method, "T": m.steps, "kernel": "ddim", "path_kl": Value::Null, "err": Value::Null,
-                "mean_part": Value::Null, "cov_part": Value::Null, "mmd": m.mmd, "mmd_se": m.se}));
+            let kl = ddim.and_then(|d| {
+                d.rows
+                    .iter()
+                    .find(|r| r.method == m.method && r.steps == m.steps)
+            });
+            let deterministic = m.method == "beta" || m.method == "beta-tilde";
+            rows.push(match kl {
+                Some(r) => json!({"method": m.method, "T": m.steps, "kernel": "ddim",
+                    "path_kl": inf_str(r.path_kl.value), "err": r.path_kl.err,
+                    "mean_part": inf_str(r.mean_part.value), "mean_part_err": r.mean_part.err,
+                    "cov_part": inf_str(r.cov_part.value), "cov_part_err": r.cov_part.err,
+                    "s_full": r.s_full.value, "s_full_err": r.s_full.err,
+                    "mmd": m.mmd, "mmd_se": m.se}),
+                // Plain DDIM (Sigma_0 = 0): a deterministic kernel, infinite KL.
+                None if deterministic && self.early_stop == 0.0 => json!({"method": m.method, "T": m.steps, "kernel": "ddim",
+                    "path_kl": "inf", "err": Value::Null, "mean_part": Value::Null, "cov_part": "inf",
+                    "mmd": m.mmd, "mmd_se": m.se}),
+                None => json!({"method": m.method, "T": m.steps, "kernel": "ddim", "path_kl": Value::Null, "err": Value::Null,
+                    "mean_part": Value::Null, "cov_part": Value::Null, "mmd": m.mmd, "mmd_se": m.se}),
+            });
         }
         json!({
             "data": s.data.name,
@@ -755,7 +823,7 @@ impl StudyKind for LearnedEvalStudy {
         let models = self.load_models(&s, &device)?;
         let inputs = if indices
             .iter()
-            .any(|&i| !matches!(specs[i], CellSpec::PathKl))
+            .any(|&i| !matches!(specs[i], CellSpec::PathKl | CellSpec::PathKlDdim))
         {
             Some(self.mmd_inputs(&s, &device)?)
         } else {
@@ -767,7 +835,12 @@ impl StudyKind for LearnedEvalStudy {
             let label = Self::label_of(spec);
             obs.cell_started(i, &label);
             let value = match (spec, &inputs) {
-                (CellSpec::PathKl, _) => self.path_kl_cell(&s, &models, &device, obs)?,
+                (CellSpec::PathKl, _) => {
+                    self.path_kl_cell(&s, &models, ChainKernel::Ddpm, &device, obs)?
+                }
+                (CellSpec::PathKlDdim, _) => {
+                    self.path_kl_cell(&s, &models, ChainKernel::Ddim, &device, obs)?
+                }
                 (CellSpec::Floor, Some(inp)) => {
                     let start = Instant::now();
                     let e = mmd2_unbiased(&inp.floor_draws, &inp.reference, &MMD_BANDWIDTHS)?;
@@ -802,20 +875,39 @@ impl StudyKind for LearnedEvalStudy {
 
     fn assemble(&self, cells: &[Value], info: &RunInfo) -> Result<Assembled, StudyError> {
         let s = self.setup()?;
-        let (first, rest) = cells.split_first().ok_or_else(|| StudyError::Case {
+        let specs = self.specs(&s);
+        if specs.len() != cells.len() {
+            return Err(StudyError::Case {
+                case: KIND.into(),
+                reason: format!("{} cells for {} specs", cells.len(), specs.len()),
+            });
+        }
+        let (mut pk, mut pk_ddim, mut mmd) = (None, None, Vec::new());
+        for (spec, c) in specs.iter().zip(cells) {
+            match spec {
+                CellSpec::PathKl => pk = Some(from_cell::<PathKlCell>(KIND, c)?),
+                CellSpec::PathKlDdim => pk_ddim = Some(from_cell::<PathKlCell>(KIND, c)?),
+                _ => mmd.push(from_cell::<MmdCell>(KIND, c)?),
+            }
+        }
+        let pk = pk.ok_or_else(|| StudyError::Case {
             case: KIND.into(),
             reason: "no path-KL cell".into(),
         })?;
-        let pk: PathKlCell = from_cell(KIND, first)?;
-        let kl_wall = pk.wall_s;
+        let kl_wall = pk.wall_s + pk_ddim.as_ref().map_or(0.0, |p| p.wall_s);
         let report = pk.report();
-        let mmd: Vec<MmdCell> = rest
-            .iter()
-            .map(|c| from_cell(KIND, c))
-            .collect::<Result<_, _>>()?;
+        let ddim = pk_ddim.map(PathKlCell::report);
         let mmd_wall: f64 = mmd.iter().map(|m| m.wall_s).sum();
-        let doc = self.doc(&s, &report, &mmd, (kl_wall, mmd_wall, info));
+        let doc = self.doc(&s, &report, ddim.as_ref(), &mmd, (kl_wall, mmd_wall, info));
         let mut table = self.table(&s, &report, &mmd);
+        if let Some(d) = &ddim {
+            table += &self.kl_table(
+                &s,
+                &self.mmd_steps,
+                d,
+                "\nOCM-DDIM chains (each step the one jump (0, t): the sums grow like T)",
+            );
+        }
         table += &format!(
             "wall time {:.1} s (path KL {kl_wall:.1} s, MMD {mmd_wall:.1} s) on {} threads\n",
             info.wall_time_s, info.threads
@@ -862,69 +954,19 @@ impl LearnedEvalStudy {
     #[allow(clippy::too_many_lines)]
     fn table(&self, s: &Setup, report: &EvalReport, mmd: &[MmdCell]) -> String {
         use std::fmt::Write;
-        let mut o = String::new();
-        let steps = &s.steps;
-        let _ = writeln!(
-            o,
-            "exact path KL (terminal term excluded) of model chains on {} (D = {}), {} score, schedule {}; rule: {}",
-            s.data.name,
-            s.data.q0.dim(),
-            self.score,
-            self.schedule,
-            report.rule
+        let mut o = self.kl_table(
+            s,
+            &s.steps,
+            report,
+            &format!(
+                "exact path KL (terminal term excluded) of model chains on {} (D = {}), {} score, schedule {}; rule: {}",
+                s.data.name,
+                s.data.q0.dim(),
+                self.score,
+                self.schedule,
+                report.rule
+            ),
         );
-        let _ = writeln!(
-            o,
-            "path_kl = S_full + mean part + cov part; each cell: path_kl [mean part / cov part]"
-        );
-        let _ = write!(o, "{:>12}", "method \\ T");
-        for t in steps {
-            let _ = write!(o, " {t:>34}");
-        }
-        o.push('\n');
-        let mut names: Vec<&str> = Vec::new();
-        for r in &report.rows {
-            if !names.contains(&r.method.as_str()) {
-                names.push(&r.method);
-            }
-        }
-        if let Some(r) = report.rows.first() {
-            let _ = write!(o, "{:>12}", "S_full");
-            for t in steps {
-                let sf = report
-                    .rows
-                    .iter()
-                    .find(|x| x.steps == *t)
-                    .map_or(r.s_full, |x| x.s_full);
-                let _ = write!(o, " {:>34}", format!("{:.3e} +- {:.0e}", sf.value, sf.err));
-            }
-            o.push('\n');
-        }
-        for name in &names {
-            let _ = write!(o, "{name:>12}");
-            for t in steps {
-                match report
-                    .rows
-                    .iter()
-                    .find(|r| r.method == *name && r.steps == *t)
-                {
-                    Some(r) => {
-                        let _ = write!(
-                            o,
-                            " {:>34}",
-                            format!(
-                                "{:.3e} [{:.2e} / {:.2e}]",
-                                r.path_kl.value, r.mean_part.value, r.cov_part.value
-                            )
-                        );
-                    }
-                    None => {
-                        let _ = write!(o, " {:>34}", "-");
-                    }
-                }
-            }
-            o.push('\n');
-        }
         if mmd.len() > 1 {
             let _ = writeln!(
                 o,
@@ -1016,6 +1058,66 @@ impl LearnedEvalStudy {
                     a.t, a.ln_abar, a.mean_ratio, a.rms_ratio, a.rel_err_vs_h
                 );
             }
+        }
+        o
+    }
+
+    /// The path-KL block of the table: `heading`, then S_full and each method per T.
+    fn kl_table(&self, _s: &Setup, steps: &[usize], report: &EvalReport, heading: &str) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let _ = writeln!(o, "{heading}");
+        let _ = writeln!(
+            o,
+            "path_kl = S_full + mean part + cov part; each cell: path_kl [mean part / cov part]"
+        );
+        let _ = write!(o, "{:>12}", "method \\ T");
+        for t in steps {
+            let _ = write!(o, " {t:>34}");
+        }
+        o.push('\n');
+        let mut names: Vec<&str> = Vec::new();
+        for r in &report.rows {
+            if !names.contains(&r.method.as_str()) {
+                names.push(&r.method);
+            }
+        }
+        if let Some(r) = report.rows.first() {
+            let _ = write!(o, "{:>12}", "S_full");
+            for t in steps {
+                let sf = report
+                    .rows
+                    .iter()
+                    .find(|x| x.steps == *t)
+                    .map_or(r.s_full, |x| x.s_full);
+                let _ = write!(o, " {:>34}", format!("{:.3e} +- {:.0e}", sf.value, sf.err));
+            }
+            o.push('\n');
+        }
+        for name in &names {
+            let _ = write!(o, "{name:>12}");
+            for t in steps {
+                match report
+                    .rows
+                    .iter()
+                    .find(|r| r.method == *name && r.steps == *t)
+                {
+                    Some(r) => {
+                        let _ = write!(
+                            o,
+                            " {:>34}",
+                            format!(
+                                "{:.3e} [{:.2e} / {:.2e}]",
+                                r.path_kl.value, r.mean_part.value, r.cov_part.value
+                            )
+                        );
+                    }
+                    None => {
+                        let _ = write!(o, " {:>34}", "-");
+                    }
+                }
+            }
+            o.push('\n');
         }
         o
     }
