@@ -68,6 +68,16 @@ pub struct Series {
 }
 
 impl Series {
+    /// Whether some point can be drawn: finite `y > 0` with finite `x` (`x > 0` on a log x
+    /// axis). A figure rejects a series without one ([`PlotError::NonPositive`]).
+    #[must_use]
+    pub fn has_drawable_point(&self, x_log: bool) -> bool {
+        self.x
+            .iter()
+            .zip(&self.y)
+            .any(|(&x, &y)| tx(x, x_log).is_some() && ty(y).is_some())
+    }
+
     /// A series `(x_i, y_i)` without error bars, solid, coloured by its index.
     pub fn new(label: impl Into<String>, x: Vec<f64>, y: Vec<f64>) -> Self {
         Self {
@@ -1022,6 +1032,17 @@ pub fn save_image_grid(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drawable_point_needs_finite_positive_y_and_log_x_above_zero() {
+        let inf = f64::INFINITY;
+        assert!(!Series::new("a", vec![1.0, 2.0], vec![inf, f64::NAN]).has_drawable_point(true));
+        assert!(!Series::new("b", vec![1.0, 2.0], vec![-1.0, 0.0]).has_drawable_point(false));
+        assert!(Series::new("c", vec![1.0, 2.0], vec![inf, 3.0]).has_drawable_point(true));
+        // x = 0 is drawable on a linear axis only.
+        let s = Series::new("d", vec![0.0], vec![1.0]);
+        assert!(!s.has_drawable_point(true) && s.has_drawable_point(false));
+    }
 
     fn temp_stem(name: &str) -> PathBuf {
         let unique = format!(

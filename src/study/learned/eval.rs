@@ -1157,6 +1157,8 @@ impl LearnedEvalStudy {
                 color(name),
             ));
         }
+        // A method without a drawable value (all infinite, or MMD^2 <= 0) is left out.
+        series.retain(|s| s.has_drawable_point(true));
         if !series.is_empty() {
             out.push((
                 format!("_cov_error_{label}"),
@@ -1209,6 +1211,7 @@ impl LearnedEvalStudy {
                 .dashed(),
             );
         }
+        series.retain(|s| s.has_drawable_point(true));
         out.push((
             format!("_path_kl_{label}"),
             Figure::LogLog(LogLogFigure {
@@ -1245,6 +1248,8 @@ impl LearnedEvalStudy {
                 series.push(if kernel == "ddim" { s.dashed() } else { s });
             }
         }
+        // A method without a drawable value (all infinite, or MMD^2 <= 0) is left out.
+        series.retain(|s| s.has_drawable_point(true));
         if !series.is_empty() {
             let floor = mmd.first().map_or(0.0, |m| m.se);
             out.push((
