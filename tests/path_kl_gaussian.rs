@@ -51,9 +51,10 @@ const FULL_ERR_SLACK: f64 = 1e-13;
 /// show up at O(1) relative).
 const FAMILY_REL_TOL: f64 = 1e-9;
 
-/// Absolute tolerance on the terminal KL: covlab forms it as (1/2) E|x|^2 + (D/2) ln 2 pi
-/// minus H(q_T), a difference of two O(3) numbers, so a few ulps of 3 (~1e-15) plus the
-/// lattice error (negligible for a Gaussian); 1e-12 is a safe margin.
+/// Absolute tolerance on the terminal KL: covlab integrates ln q_T(x) - ln N(x; 0, I) over the
+/// nodes, each value a cancellation of terms of size |ln q| + |x|^2/2 + (D/2) ln 2 pi ~ 10, so
+/// a few ulps of 10 (~1e-14, which its error estimate also carries) plus the lattice error
+/// (negligible for a Gaussian); 1e-12 is a safe margin.
 const TERMINAL_ABS_TOL: f64 = 1e-12;
 
 struct Case {
@@ -321,4 +322,52 @@ fn gaussian_terminal_kl_matches_closed_form() {
             );
         }
     }
+}
+
+/// The terminal KL by randomised QMC in D = 6 (the rule of `mix6` and the image presets): a
+/// Gaussian with a dense covariance, against the closed form. The estimate integrates the
+/// log-ratio ln q_T - ln N(0, I), which is small where q_T is near N(0, I): it must agree within
+/// its own error (2 s.e. of the shifts, plus 1e-12 for round-off) and that error must be small
+/// against the value (< 25 %). The former estimate, (1/2) E|x|^2 - H(q_T) with a cubature
+/// entropy, carried the QMC error of the O(D) entropy: on mix6 it gave 6.7e-3 +- 1.9e-2 for a
+/// KL of ~1e-4, and on digits8 a negative KL.
+#[test]
+fn gaussian_terminal_kl_by_qmc_in_d6() {
+    use covlab::path_kl::RuleChoice;
+    let d = 6;
+    // A dense SPD covariance with eigenvalues in [0.3, 2.5] (random rotation, fixed seed).
+    let a = DMatrix::from_fn(d, d, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.45);
+    let q = a.qr().q();
+    let lam = DVector::from_vec(vec![0.3, 0.6, 0.9, 1.4, 2.0, 2.5]);
+    let sigma = &q * DMatrix::from_diagonal(&lam) * q.transpose();
+    let sigma = (&sigma + sigma.transpose()) * 0.5;
+    let mu = DVector::from_vec(vec![0.5, -1.0, 0.25, 0.0, 1.5, -0.75]);
+    let q0 = Mixture::from_dense(vec![1.0], vec![mu.clone()], vec![sigma]).expect("Gaussian");
+    let params = PathKlParams {
+        rule: RuleChoice::Qmc,
+        ..params_for(&[Family::Full])
+    };
+    let schedule = Schedule::vp_linear();
+    let report = timed_sweep("terminal qmc d6", &q0, &schedule, &[4], &params);
+    let grid = schedule.grid(4, 0.0).expect("grid");
+    let abar_t = grid.ln_abar[grid.steps()].exp();
+    let lm1: Vec<f64> = lam.iter().map(|s| abar_t * (s - 1.0)).collect();
+    let want = gauss_kl_to_std_normal(&(&mu * abar_t.sqrt()), &lm1);
+    let got = report.terminal_kl;
+    println!(
+        "terminal KL d6 qmc: {:e} +- {:e}, closed form {want:e}",
+        got.value, got.err
+    );
+    assert!(
+        (got.value - want).abs() <= got.err + 1e-12,
+        "QMC terminal KL {:e} +- {:e} vs closed form {want:e}",
+        got.value,
+        got.err
+    );
+    assert!(
+        got.err < 0.25 * want,
+        "uninformative: {:e} +- {:e}",
+        got.value,
+        got.err
+    );
 }
