@@ -23,7 +23,7 @@
 //! (A single rule under N(m, C) was tried first: its estimate was unreliable for the
 //! multimodal posteriors of coarse steps.)
 //!
-//! **DDIM chains** ([`ChainKernel::Ddim`], OCM-DDIM of DESIGN section 3). The model kernel
+//! **DDIM chains** ([`KernelKind::Ddim`], OCM-DDIM of DESIGN section 3). The model kernel
 //! of a step (s, t) is the affine image x_0 -> c x_0 + d x_t (c = sqrt(abar_s) -
 //! sqrt(1 - abar_s) sqrt(abar_t) / sqrt(1 - abar_t) != 0) of N(mu_0, Sigma_0), the family's
 //! covariance for the one jump (0, t). The reference chain is the Markov chain whose kernel is
@@ -64,6 +64,7 @@ use crate::quadrature::{
     for_each_node_with_mass, gauss_hermite_tensor, lattice, qmc, Cubature, ErrorModel, Estimate,
     LatticeParams, QmcParams,
 };
+use crate::sampler::KernelKind;
 use crate::schedule::{Grid, Schedule, ScheduleError, Step};
 
 /// Relative round-off floor added to every error estimate: 16 eps times the sum of the
@@ -131,27 +132,6 @@ pub enum Route {
     B,
 }
 
-/// The model chain's kernel: DDPM ancestral or OCM-DDIM (module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ChainKernel {
-    /// DDPM ancestral: step (s, t) against the true q(x_s | x_t).
-    #[default]
-    Ddpm,
-    /// OCM-DDIM: step (s, t) is the one jump (0, t) seen through an affine map.
-    Ddim,
-}
-
-impl ChainKernel {
-    /// `ddpm` or `ddim`.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ddpm => "ddpm",
-            Self::Ddim => "ddim",
-        }
-    }
-}
-
 /// Which cubature rule to use over q_t.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RuleChoice {
@@ -184,7 +164,7 @@ pub struct PathKlParams {
     pub gh_orders: [usize; 2],
     /// The model chain's kernel.
     #[serde(default)]
-    pub kernel: ChainKernel,
+    pub kernel: KernelKind,
 }
 
 impl Default for PathKlParams {
@@ -198,7 +178,7 @@ impl Default for PathKlParams {
             lattice: LatticeParams::default(),
             qmc: QmcParams::default(),
             gh_orders: [8, 12],
-            kernel: ChainKernel::Ddpm,
+            kernel: KernelKind::Ddpm,
         }
     }
 }
@@ -259,6 +239,8 @@ struct Task {
     ln_abar: f64,
     uses: Vec<Use>,
     entropy: bool,
+    /// The grids' end time t_T: compute KL(q_t || N(0, I)) here.
+    terminal: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -279,7 +261,7 @@ struct TaskResult {
     ln_abar: f64,
     entropy: Option<Vec<f64>>,
     /// Per slot E[ln q_t(x) - ln N(x; 0, I)] = KL(q_t || N(0, I)), with the sum of |terms|
-    /// (computed where the entropy is).
+    /// (at the terminal time only).
     kl_std: Option<(Vec<f64>, f64)>,
     uses: Vec<UseResult>,
 }
@@ -542,17 +524,27 @@ fn run_task(
     // its rule error is that of a small integrand (the difference (1/2) E|x|^2 - H(q_t) of an
     // exact moment and a cubature entropy is not: in D = 64 it went negative).
     let half_ln_2pi = 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
-    let kl_std = task.entropy.then(|| {
-        let half_sq = |i: usize| {
-            0.5 * nodes.x[i * d..(i + 1) * d]
-                .iter()
-                .map(|v| v * v)
-                .sum::<f64>()
-        };
-        let (values, _) = nodes.expect(|i| nodes.lnq[i] + half_sq(i) + half_ln_2pi);
-        // Round-off: each node's log-ratio cancels terms of size |ln q| + |x|^2 / 2 + (D/2) ln 2 pi.
-        let (_, terms) = nodes.expect(|i| nodes.lnq[i].abs() + half_sq(i) + half_ln_2pi);
-        (values, terms)
+    let kl_std = task.terminal.then(|| {
+        // One pass: the per-slot sums of the log-ratio, and the size of the terms it cancels
+        // (|ln q| + |x|^2 / 2 + (D/2) ln 2 pi, for the round-off floor).
+        let mut sums = vec![NeumaierSum::new(); nodes.slots];
+        let mut terms = 0.0;
+        for i in 0..nodes.len() {
+            let half_sq = 0.5
+                * nodes.x[i * d..(i + 1) * d]
+                    .iter()
+                    .map(|v| v * v)
+                    .sum::<f64>();
+            let v = nodes.lnq[i] + half_sq + half_ln_2pi;
+            let w = &nodes.w[i * nodes.slots..(i + 1) * nodes.slots];
+            for (sum, &wr) in sums.iter_mut().zip(w) {
+                if wr != 0.0 {
+                    sum.add(wr * v);
+                }
+            }
+            terms += w[nodes.slots - 1].abs() * (nodes.lnq[i].abs() + half_sq + half_ln_2pi);
+        }
+        (sums.iter().map(NeumaierSum::value).collect(), terms)
     });
     let need_trace = params.families.contains(&Family::Analytic);
     let mean_trace: Vec<f64> = if need_trace {
@@ -563,7 +555,7 @@ fn run_task(
         vec![0.0; nodes.slots]
     };
     let mut uses = Vec::with_capacity(task.uses.len());
-    let ddim = params.kernel == ChainKernel::Ddim && params.route == Route::A;
+    let ddim = params.kernel == KernelKind::Ddim && params.route == Route::A;
     let slots = nodes.slots;
     let fine = slots - 1;
     for u in &task.uses {
@@ -707,7 +699,7 @@ pub fn path_kl_sweep(
     if params.route == Route::B && d > 3 {
         return Err(PathKlError::RouteBDimension { dim: d });
     }
-    let ddim = params.kernel == ChainKernel::Ddim;
+    let ddim = params.kernel == KernelKind::Ddim;
     if ddim {
         if let Some(f) = params
             .families
@@ -734,15 +726,15 @@ pub fn path_kl_sweep(
     let mut tasks: BTreeMap<u64, Task> = BTreeMap::new();
     let key = |l: f64| (-l).to_bits();
     for (g, grid) in grids.iter().enumerate() {
-        for ln in [grid.ln_abar[0], grid.ln_abar[grid.steps()]] {
-            tasks
-                .entry(key(ln))
-                .or_insert(Task {
-                    ln_abar: ln,
-                    uses: Vec::new(),
-                    entropy: true,
-                })
-                .entropy = true;
+        for (ln, terminal) in [(grid.ln_abar[0], false), (grid.ln_abar[grid.steps()], true)] {
+            let task = tasks.entry(key(ln)).or_insert(Task {
+                ln_abar: ln,
+                uses: Vec::new(),
+                entropy: true,
+                terminal,
+            });
+            task.entropy = true;
+            task.terminal |= terminal;
         }
         for i in 1..=grid.steps() {
             // DDIM: the one jump (t_0, t_i) (module docs).
@@ -780,6 +772,7 @@ pub fn path_kl_sweep(
                 ln_abar: ln_t,
                 uses: Vec::new(),
                 entropy: false,
+                terminal: false,
             });
             task.entropy |= ddim;
             task.uses.push(Use {

@@ -199,13 +199,38 @@ impl SamplerFamily {
     }
 }
 
-/// DDPM ancestral or DDIM (OCM-DDIM) kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// DDPM ancestral or DDIM (OCM-DDIM) kernel (of the samplers, and of the chains whose path KL
+/// [`crate::path_kl`] computes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum KernelKind {
     /// DDPM ancestral.
+    #[default]
     Ddpm,
     /// OCM-DDIM.
     Ddim,
+}
+
+impl KernelKind {
+    /// `ddpm` or `ddim`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ddpm => "ddpm",
+            Self::Ddim => "ddim",
+        }
+    }
+
+    /// The kernel named `ddpm` or `ddim`.
+    ///
+    /// # Errors
+    /// Any other name (returned).
+    pub fn from_name(name: &str) -> Result<Self, String> {
+        match name {
+            "ddpm" => Ok(Self::Ddpm),
+            "ddim" => Ok(Self::Ddim),
+            other => Err(other.to_string()),
+        }
+    }
 }
 
 /// A sampler run's configuration.

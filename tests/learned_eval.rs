@@ -8,9 +8,10 @@
 use anyhow::Result;
 use covlab::covariance::Family;
 use covlab::gpu::candle_core::Device;
-use covlab::gpu::learned::{evaluate_chains, EvalModels, EvalParams, Method};
+use covlab::gpu::learned::{evaluate_chains, EvalModels, EvalParams, EvalRow, Method};
 use covlab::hutchinson::{hutchinson_excess, HutchinsonMc};
 use covlab::path_kl::{path_kl_sweep, PathKlParams};
+use covlab::quadrature::Estimate;
 use covlab::schedule::Schedule;
 
 /// Evaluator settings with small curves (the tests look at the path-KL rows).
@@ -23,6 +24,22 @@ fn params(steps: &[usize], methods: &str) -> Result<EvalParams> {
         curve_grid: 8,
         ..EvalParams::default()
     })
+}
+
+/// The evaluator's row against `path-kl`'s S: within the sum of the two error estimates plus
+/// 1e-12 relative round-off.
+fn assert_agrees(data: &str, r: &EvalRow, s: Estimate) {
+    let tol = r.path_kl.err + s.err + 1e-12 * s.value.abs();
+    assert!(
+        (r.path_kl.value - s.value).abs() <= tol,
+        "{data} {} T = {}: evaluator {:e} +- {:e}, path-kl {:e} +- {:e}",
+        r.method,
+        r.steps,
+        r.path_kl.value,
+        r.path_kl.err,
+        s.value,
+        s.err
+    );
 }
 
 #[test]
@@ -56,17 +73,7 @@ fn exact_mean_reproduces_path_kl_for_the_fixed_and_exact_families() -> Result<()
                 // Two quadratures (lattice h = 0.25 sd here, 0.175 sd in path-kl) and two
                 // formulas (Hessian-coordinate KL vs the family offsets): they agree within the
                 // sum of the two error estimates (plus 1e-12 relative round-off).
-                let tol = r.path_kl.err + s.err + 1e-12 * s.value.abs();
-                assert!(
-                    (r.path_kl.value - s.value).abs() <= tol,
-                    "{data} {} T = {}: evaluator {:e} +- {:e}, path-kl {:e} +- {:e}",
-                    r.method,
-                    r.steps,
-                    r.path_kl.value,
-                    r.path_kl.err,
-                    s.value,
-                    s.err
-                );
+                assert_agrees(data, r, s);
                 // The exact mean has no mean part; the full covariance no covariance part.
                 assert!(r.mean_part.value.abs() == 0.0, "{r:?}");
                 if fam == Family::Full {
@@ -91,7 +98,7 @@ fn exact_mean_reproduces_path_kl_for_the_fixed_and_exact_families() -> Result<()
 /// families are refused, and the sums grow with T (each one-jump term is T-independent).
 #[test]
 fn ddim_exact_mean_reproduces_path_kl_ddim() -> Result<()> {
-    use covlab::path_kl::ChainKernel;
+    use covlab::sampler::KernelKind;
     for (data, steps) in [("mog40", vec![4usize, 8]), ("aniso2", vec![4, 8])] {
         let q0 = covlab::presets::load(data)?;
         let pk = path_kl_sweep(
@@ -100,13 +107,13 @@ fn ddim_exact_mean_reproduces_path_kl_ddim() -> Result<()> {
             &steps,
             &PathKlParams {
                 families: vec![Family::Analytic, Family::Diag, Family::Full],
-                kernel: ChainKernel::Ddim,
+                kernel: KernelKind::Ddim,
                 ..PathKlParams::default()
             },
             &|_, _| {},
         )?;
         let ddim = EvalParams {
-            kernel: ChainKernel::Ddim,
+            kernel: KernelKind::Ddim,
             ..params(&steps, "analytic,diag,full")?
         };
         let report = evaluate_chains(&q0, &EvalModels::default(), &ddim, &Device::Cpu, &|_, _| {})?;
@@ -116,17 +123,7 @@ fn ddim_exact_mean_reproduces_path_kl_ddim() -> Result<()> {
                 .get(Family::from_name(&r.method)?, r.steps)
                 .expect("row")
                 .s;
-            let tol = r.path_kl.err + s.err + 1e-12 * s.value.abs();
-            assert!(
-                (r.path_kl.value - s.value).abs() <= tol,
-                "{data} {} T = {}: evaluator {:e} +- {:e}, path-kl ddim {:e} +- {:e}",
-                r.method,
-                r.steps,
-                r.path_kl.value,
-                r.path_kl.err,
-                s.value,
-                s.err
-            );
+            assert_agrees(&format!("{data} ddim"), r, s);
             assert!(r.mean_part.value.abs() == 0.0, "{r:?}");
         }
         let full = |t| {
@@ -142,7 +139,7 @@ fn ddim_exact_mean_reproduces_path_kl_ddim() -> Result<()> {
         );
         for bad in ["beta", "beta-tilde"] {
             let p = EvalParams {
-                kernel: ChainKernel::Ddim,
+                kernel: KernelKind::Ddim,
                 ..params(&steps, bad)?
             };
             let e = evaluate_chains(&q0, &EvalModels::default(), &p, &Device::Cpu, &|_, _| {})

@@ -1,4 +1,4 @@
-//! Path KL of OCM-DDIM chains (`ChainKernel::Ddim`): each step (s, t) is the DDPM one jump
+//! Path KL of OCM-DDIM chains (`KernelKind::Ddim`): each step (s, t) is the DDPM one jump
 //! (0, t) seen through an affine map, so S^DDIM(T) = sum_i E KL(q(x_0 | x_{t_i}) || N(mu_0,
 //! Sigma_0)). Checked against a dense-Gaussian closed form coded here, by route B (direct
 //! inner quadrature) against route A (telescoping with the entropy at every t), by the
@@ -9,14 +9,15 @@ mod common;
 use common::{est, gauss_kl_same_mean, params_for, reverse_cov, timed_sweep};
 use covlab::covariance::Family;
 use covlab::mixture::Mixture;
-use covlab::path_kl::{path_kl_sweep, ChainKernel, PathKlError, PathKlParams, Route};
+use covlab::path_kl::{path_kl_sweep, PathKlError, PathKlParams, Route};
 use covlab::presets;
+use covlab::sampler::KernelKind;
 use covlab::schedule::Schedule;
 use nalgebra::{DMatrix, DVector};
 
 fn ddim(families: &[Family]) -> PathKlParams {
     PathKlParams {
-        kernel: ChainKernel::Ddim,
+        kernel: KernelKind::Ddim,
         ..params_for(families)
     }
 }

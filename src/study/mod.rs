@@ -458,6 +458,17 @@ pub(crate) fn ensure_steps(steps: &[usize]) -> Result<(), ParamError> {
     )
 }
 
+/// `h-frac` (a lattice spacing as a fraction of the smallest component standard deviation):
+/// a number in `(0, 1]`.
+pub(crate) fn ensure_h_frac(h: f64) -> Result<(), ParamError> {
+    ensure(
+        h.is_finite() && h > 0.0 && h <= 1.0,
+        "h-frac",
+        "a number in (0, 1]",
+        h,
+    )
+}
+
 /// `early-stop` (the time the chain stops at, `t_0 = delta`): a number in `[0, 1)`.
 pub(crate) fn ensure_early_stop(delta: f64) -> Result<(), ParamError> {
     ensure(

@@ -17,10 +17,11 @@ use super::{
 };
 use crate::covariance::{BetaTildeRemedy, Family};
 use crate::hutchinson::{hutchinson_excess, HutchinsonMc};
-use crate::path_kl::{path_kl_sweep, ChainKernel, PathKlParams, Route, RuleChoice};
+use crate::path_kl::{path_kl_sweep, PathKlParams, Route, RuleChoice};
 use crate::plot::{LogLogFigure, RefSlope, Series};
 use crate::quadrature::{LatticeParams, QmcParams};
 use crate::rates::{fit_loglog, SlopeFit};
+use crate::sampler::KernelKind;
 use crate::schedule::Schedule;
 
 /// Parameters of a `path-kl` study (keys as the binary's flags; defaults as its defaults).
@@ -179,12 +180,9 @@ impl PathKlStudy {
         Ok(Families { core, hutch })
     }
 
-    fn kernel(&self) -> Result<ChainKernel, ParamError> {
-        match self.kernel.as_str() {
-            "ddpm" => Ok(ChainKernel::Ddpm),
-            "ddim" => Ok(ChainKernel::Ddim),
-            other => Err(ParamError::new("kernel", "ddpm or ddim", other)),
-        }
+    fn kernel(&self) -> Result<KernelKind, ParamError> {
+        KernelKind::from_name(&self.kernel)
+            .map_err(|e| ParamError::new("kernel", "ddpm or ddim", e))
     }
 
     fn remedy(&self) -> Result<BetaTildeRemedy, ParamError> {
@@ -241,7 +239,7 @@ impl PathKlStudy {
         if self.route == "b" {
             stem.push_str("_route_b");
         }
-        if self.kernel()? == ChainKernel::Ddim {
+        if self.kernel()? == KernelKind::Ddim {
             stem.push_str("_ddim");
         }
         Ok(stem)
@@ -306,12 +304,7 @@ impl StudyKind for PathKlStudy {
     fn validate(&self) -> Result<(), ParamError> {
         super::ensure_steps(&self.steps)?;
         super::ensure_early_stop(self.early_stop)?;
-        ensure(
-            self.h_frac.is_finite() && self.h_frac > 0.0 && self.h_frac <= 1.0,
-            "h-frac",
-            "a number in (0, 1]",
-            self.h_frac,
-        )?;
+        super::ensure_h_frac(self.h_frac)?;
         ensure(self.qmc_shifts >= 2, "qmc-shifts", ">= 2", self.qmc_shifts)?;
         ensure(self.qmc_points >= 1, "qmc-points", ">= 1", self.qmc_points)?;
         if let Some(w) = &self.window {
@@ -333,7 +326,7 @@ impl StudyKind for PathKlStudy {
         }
         self.remedy()?;
         self.schedule()?;
-        if self.kernel()? == ChainKernel::Ddim {
+        if self.kernel()? == KernelKind::Ddim {
             ensure(
                 fams.hutch.is_empty(),
                 "families",

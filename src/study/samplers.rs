@@ -99,11 +99,8 @@ enum CellSpec {
 
 impl SamplersStudy {
     fn kernel(&self) -> Result<KernelKind, ParamError> {
-        match self.kernel.as_str() {
-            "ddpm" => Ok(KernelKind::Ddpm),
-            "ddim" => Ok(KernelKind::Ddim),
-            other => Err(ParamError::new("kernel", "ddpm or ddim", other)),
-        }
+        KernelKind::from_name(&self.kernel)
+            .map_err(|e| ParamError::new("kernel", "ddpm or ddim", e))
     }
 
     fn schedule(&self) -> Result<Schedule, ParamError> {

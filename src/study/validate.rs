@@ -133,11 +133,7 @@ impl Report {
 }
 
 fn kernel(name: &str) -> Result<KernelKind, ParamError> {
-    match name {
-        "ddpm" => Ok(KernelKind::Ddpm),
-        "ddim" => Ok(KernelKind::Ddim),
-        _ => Err(ParamError::new("kernels", "ddpm or ddim", name)),
-    }
+    KernelKind::from_name(name).map_err(|e| ParamError::new("kernels", "ddpm or ddim", e))
 }
 
 /// A preset as a low-rank mixture: image presets directly, dense presets exactly converted.

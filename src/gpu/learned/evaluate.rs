@@ -41,10 +41,11 @@ use crate::covariance::{Family, IsoScale};
 use crate::mixture::Mixture;
 use crate::model_kernel::{clamp_eigenvalues, h_bounds, iddpm_h, kl_parts, KlParts, ModelCov};
 use crate::numeric::NeumaierSum;
-use crate::path_kl::{path_kl_sweep, ChainKernel, PathKlParams, RuleChoice};
+use crate::path_kl::{path_kl_sweep, PathKlParams, RuleChoice};
 use crate::quadrature::{
     for_each_node_with_mass, lattice, qmc, ErrorModel, Estimate, LatticeParams, QmcParams,
 };
+use crate::sampler::KernelKind;
 use crate::schedule::{Grid, Schedule, Step};
 
 /// A covariance method of a model chain.
@@ -183,7 +184,7 @@ pub struct EvalParams {
     /// (0, t) seen through an affine map (see [`crate::path_kl`]): the rows are then
     /// `S^DDIM_full(T)` plus the one-jump mean and covariance parts summed over the steps, and
     /// the curves are not computed.
-    pub kernel: ChainKernel,
+    pub kernel: KernelKind,
 }
 
 impl Default for EvalParams {
@@ -211,7 +212,7 @@ impl Default for EvalParams {
             curve_times: 24,
             curve_grid: 1000,
             batch: 16_384,
-            kernel: ChainKernel::Ddpm,
+            kernel: KernelKind::Ddpm,
         }
     }
 }
@@ -993,7 +994,7 @@ pub fn evaluate_chains(
             });
         }
     }
-    let ddim = params.kernel == ChainKernel::Ddim;
+    let ddim = params.kernel == KernelKind::Ddim;
     if ddim {
         if let Some(m) = params.methods.iter().find(|m| {
             matches!(

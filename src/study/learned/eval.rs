@@ -35,7 +35,6 @@ use crate::gpu::{
 };
 use crate::lowrank::LowRankMixture;
 use crate::metrics::{mmd2_unbiased, MMD_BANDWIDTHS};
-use crate::path_kl::ChainKernel;
 use crate::plot::{LogLogFigure, Series};
 use crate::quadrature::{Estimate, LatticeParams, QmcParams};
 use crate::sampler::{KernelKind, SamplerConfig, SamplerFamily};
@@ -155,14 +154,6 @@ enum CellSpec {
         method: Method,
         t: usize,
     },
-}
-
-fn kernel_name(k: KernelKind) -> &'static str {
-    if k == KernelKind::Ddpm {
-        "ddpm"
-    } else {
-        "ddim"
-    }
 }
 
 /// An estimate whose value may be infinite (a degenerate kernel).
@@ -423,18 +414,12 @@ impl LearnedEvalStudy {
         let kernels = self
             .kernels
             .iter()
-            .map(|k| match k.trim() {
-                "ddpm" => Ok(KernelKind::Ddpm),
-                "ddim" => Ok(KernelKind::Ddim),
-                other => Err(ParamError::new("kernels", "ddpm or ddim", other)),
+            .map(|k| {
+                KernelKind::from_name(k.trim())
+                    .map_err(|e| ParamError::new("kernels", "ddpm or ddim", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        ensure(
-            self.h_frac.is_finite() && self.h_frac > 0.0 && self.h_frac <= 1.0,
-            "h-frac",
-            "a number in (0, 1]",
-            self.h_frac,
-        )?;
+        crate::study::ensure_h_frac(self.h_frac)?;
         let rule = match self.rule.as_str() {
             "qmc" => EvalRule::Qmc,
             "lattice" if data.q0.dim() <= 2 => EvalRule::Lattice,
@@ -532,7 +517,7 @@ impl LearnedEvalStudy {
             CellSpec::PathKlDdim => "exact path KL, DDIM".into(),
             CellSpec::Floor => "MMD floor".into(),
             CellSpec::Chain { kernel, method, t } => {
-                format!("MMD {} {} T = {t}", kernel_name(kernel), method.name())
+                format!("MMD {} {} T = {t}", kernel.name(), method.name())
             }
         }
     }
@@ -581,14 +566,14 @@ impl LearnedEvalStudy {
         &self,
         s: &Setup,
         models: &Models,
-        kernel: ChainKernel,
+        kernel: KernelKind,
         device: &Device,
         obs: &dyn Observer,
     ) -> Result<Value, StudyError> {
         let start = Instant::now();
         let (steps, methods) = match kernel {
-            ChainKernel::Ddpm => (s.steps.clone(), s.methods.clone()),
-            ChainKernel::Ddim => {
+            KernelKind::Ddpm => (s.steps.clone(), s.methods.clone()),
+            KernelKind::Ddim => {
                 let mut t = self.mmd_steps.clone();
                 t.sort_unstable();
                 t.dedup();
@@ -701,7 +686,7 @@ impl LearnedEvalStudy {
         Ok(MmdCell {
             method: m.name(),
             steps: t,
-            kernel: kernel_name(kernel).into(),
+            kernel: kernel.name().into(),
             mmd: e.sum.mmd2,
             se: e.sum.se,
             wall_s: start.elapsed().as_secs_f64(),
@@ -836,10 +821,10 @@ impl StudyKind for LearnedEvalStudy {
             obs.cell_started(i, &label);
             let value = match (spec, &inputs) {
                 (CellSpec::PathKl, _) => {
-                    self.path_kl_cell(&s, &models, ChainKernel::Ddpm, &device, obs)?
+                    self.path_kl_cell(&s, &models, KernelKind::Ddpm, &device, obs)?
                 }
                 (CellSpec::PathKlDdim, _) => {
-                    self.path_kl_cell(&s, &models, ChainKernel::Ddim, &device, obs)?
+                    self.path_kl_cell(&s, &models, KernelKind::Ddim, &device, obs)?
                 }
                 (CellSpec::Floor, Some(inp)) => {
                     let start = Instant::now();
