@@ -8,12 +8,23 @@
 //!   allowed = abs + rel * max(|a|, |b|) + err_factor * max(err_a, err_b)
 //!   drift   <=> |a - b| > allowed        (equal non-finite values never drift)
 //! err_a, err_b: the sibling key `err` of the rule (e.g. a reported error estimate), 0 if none.
+//! a rule with `bound = KEY` instead compares b with its own tolerance, not with a:
+//!   drift   <=> not (|b| <= b's sibling KEY)   (round-off sizes: see below)
 //! strings, booleans, null: equal or drift; arrays: equal length, element-wise; objects: the
 //! same keys, key-wise.
 //! ```
 //! Key paths are dotted (`results.3.S`); patterns use `*` for any one segment and match a
 //! path's prefix, so `ignore = ["timing"]` skips a whole subtree. `provenance` is never
-//! compared.
+//! compared. A rule whose pattern matches no number of the committed JSON is itself reported
+//! (as a drift at `check.keys[i]`): a misspelt pattern would otherwise silently fall back to
+//! the file-wide tolerance.
+//!
+//! # Round-off is not a result
+//! Some values are round-off sizes: the f32-vs-f64 error of a tensor step, a z-score of two
+//! chains that differ by rounding. Their size depends on the SIMD path the CPU kernels pick
+//! at run time (AVX-512 against AVX2 changes the order of f32 sums), so no relative
+//! tolerance between two machines can hold; what is meaningful is that each still lies
+//! within the tolerance the study checks it against. `bound` says exactly that.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -82,6 +93,11 @@ pub struct KeyTolerance {
     /// The multiple of the error estimate allowed (default 1).
     #[serde(default = "one")]
     pub err_factor: f64,
+    /// A sibling key holding the value's own tolerance (`tolerance`): the value is not
+    /// compared with the committed one; it drifts when it is not finite or exceeds that
+    /// tolerance now. For round-off sizes, whose value is machine-dependent.
+    #[serde(default)]
+    pub bound: Option<String>,
 }
 
 fn one() -> f64 {
@@ -122,6 +138,14 @@ impl CheckSpec {
                     }
                 }
             }
+            if k.bound.is_some() && (k.err.is_some() || k.rel.is_some() || k.abs.is_some()) {
+                return Err((
+                    format!("check.keys[{i}].bound"),
+                    "alone: a bound replaces rel, abs and err (the value is compared with its \
+                     own tolerance, not with the committed value)"
+                        .into(),
+                ));
+            }
             if k.path.is_empty() {
                 return Err((
                     format!("check.keys[{i}].path"),
@@ -161,7 +185,38 @@ pub fn compare(committed: &Value, now: &Value, spec: &CheckSpec) -> Vec<Drift> {
     let mut out = Vec::new();
     let mut path = Vec::new();
     walk(committed, now, None, spec, &mut path, &mut out);
+    for (i, rule) in spec.keys.iter().enumerate() {
+        if !matches_some_number(committed, &rule.path, &mut Vec::new()) {
+            out.push(Drift {
+                path: format!("check.keys[{i}].path"),
+                committed: format!("{:?} matches no number", rule.path),
+                now: "(study file)".to_string(),
+                diff: f64::NAN,
+                allowed: f64::NAN,
+            });
+        }
+    }
     out
+}
+
+/// Whether `pattern` matches the path of some number in `v` (`path` is `v`'s own path).
+fn matches_some_number(v: &Value, pattern: &str, path: &mut Vec<String>) -> bool {
+    match v {
+        Value::Number(_) => matches(pattern, path),
+        Value::Object(m) => m.iter().any(|(k, x)| {
+            path.push(k.clone());
+            let hit = matches_some_number(x, pattern, path);
+            path.pop();
+            hit
+        }),
+        Value::Array(a) => a.iter().enumerate().any(|(i, x)| {
+            path.push(i.to_string());
+            let hit = matches_some_number(x, pattern, path);
+            path.pop();
+            hit
+        }),
+        _ => false,
+    }
 }
 
 fn text(v: Option<&Value>) -> String {
@@ -257,6 +312,17 @@ fn walk(
                 y.as_f64().unwrap_or(f64::NAN),
             );
             let rule = spec.keys.iter().find(|k| matches(&k.path, path));
+            if let Some(key) = rule.and_then(|r| r.bound.as_ref()) {
+                let bound = parents
+                    .and_then(|(_, pb)| pb.get(key))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(f64::NAN);
+                // NaN (a missing bound, a non-finite value) drifts too.
+                if !(y.abs() <= bound) {
+                    drift(out, path, y.abs(), bound);
+                }
+                return;
+            }
             let rel = rule.and_then(|r| r.rel).unwrap_or(spec.rel);
             let abs = rule.and_then(|r| r.abs).unwrap_or(spec.abs);
             let err = rule
@@ -326,6 +392,7 @@ mod tests {
                 abs: Some(0.0),
                 err: Some("err".into()),
                 err_factor: 2.0,
+                bound: None,
             }],
             ..CheckSpec::default()
         };
@@ -339,6 +406,71 @@ mod tests {
         let paths: Vec<&str> = d.iter().map(|d| d.path.as_str()).collect();
         // Document order (keys sorted); the provenance missing from `c` is not a drift.
         assert_eq!(paths, ["rows.0.S", "x"]);
+    }
+
+    #[test]
+    fn bound_compares_with_the_value_own_tolerance() {
+        let spec = CheckSpec {
+            rel: 1e-2,
+            keys: vec![KeyTolerance {
+                path: "checks.*.value".into(),
+                rel: None,
+                abs: None,
+                err: None,
+                err_factor: 1.0,
+                bound: Some("tolerance".into()),
+            }],
+            ..CheckSpec::default()
+        };
+        let a = json!({"checks": [{"value": 1.3e-7, "tolerance": 1e-5, "pass": true}]});
+        // A round-off size that moved 50x on another CPU is no drift while within tolerance
+        // (the file-wide 1e-2 relative would call it one).
+        let b = json!({"checks": [{"value": 6.5e-6, "tolerance": 1e-5, "pass": true}]});
+        assert!(compare(&a, &b, &spec).is_empty());
+        // Beyond its tolerance it drifts (and so does the pass flag), and so does a NaN.
+        let c = json!({"checks": [{"value": 2e-5, "tolerance": 1e-5, "pass": false}]});
+        let paths: Vec<String> = compare(&a, &c, &spec).into_iter().map(|d| d.path).collect();
+        assert_eq!(paths, ["checks.0.pass", "checks.0.value"]);
+        let n = json!({"checks": [{"value": null, "tolerance": 1e-5, "pass": true}]});
+        assert_eq!(compare(&a, &n, &spec).len(), 1);
+        // The tolerance itself is an ordinary number (file-wide 1e-2 relative).
+        let t = json!({"checks": [{"value": 1e-7, "tolerance": 2e-5, "pass": true}]});
+        let paths: Vec<String> = compare(&a, &t, &spec).into_iter().map(|d| d.path).collect();
+        assert_eq!(paths, ["checks.0.tolerance"]);
+    }
+
+    #[test]
+    fn a_rule_matching_nothing_is_reported() {
+        let spec = CheckSpec {
+            keys: vec![KeyTolerance {
+                path: "rows.*.s_ful".into(),
+                rel: Some(1e-3),
+                abs: None,
+                err: None,
+                err_factor: 1.0,
+                bound: None,
+            }],
+            ..CheckSpec::default()
+        };
+        let a = json!({"rows": [{"s_full": 1.0}]});
+        let d = compare(&a, &a, &spec);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].path, "check.keys[0].path");
+        assert!(d[0].committed.contains("s_ful"));
+    }
+
+    #[test]
+    fn bound_goes_alone() {
+        let mut spec = CheckSpec::default();
+        spec.keys.push(KeyTolerance {
+            path: "x".into(),
+            rel: Some(1e-3),
+            abs: None,
+            err: None,
+            err_factor: 1.0,
+            bound: Some("tolerance".into()),
+        });
+        assert_eq!(spec.validate().unwrap_err().0, "check.keys[0].bound");
     }
 
     #[test]
