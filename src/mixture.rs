@@ -24,6 +24,17 @@ pub const WEIGHT_SUM_TOL: f64 = 1e-9;
 /// Relative tolerance of the symmetry check |S_ij - S_ji| <= tol * max |S|.
 pub const SYMMETRY_TOL: f64 = 1e-10;
 
+/// The largest `|mean entry| / smallest standard deviation` of a component: the points
+/// `x = mu + sd z` where the lab evaluates q carry an absolute round-off `eps |mu|`, which is
+/// `eps x ratio` of the component's width; at 1e7 that is 2e-9 of a standard deviation, and
+/// beyond it f64 stops resolving the component at its own location (means at 1e25 with unit
+/// variances otherwise gave one lattice node and a silent wrong path KL).
+pub const MAX_MEAN_TO_SD: f64 = 1e7;
+
+/// The largest magnitude of a mean entry or covariance eigenvalue: squares and products of
+/// such numbers stay finite in f64 (1e308 entries otherwise overflowed mid-computation).
+pub const MAX_MAGNITUDE: f64 = 1e100;
+
 /// Errors of mixture construction and evaluation.
 #[derive(Debug, Error, Clone, PartialEq)]
 #[non_exhaustive]
@@ -68,8 +79,26 @@ pub enum MixtureError {
         expected: usize,
     },
     /// The dimension is zero.
-    #[error("mixture: dimension must be >= 1")]
+    #[error("mixture: dimension must be >= 1 (`means[0]` is empty)")]
     ZeroDimension,
+    /// A mean entry or a covariance eigenvalue is too large for f64 products.
+    #[error("mixture: `{field}[{index}]` has a magnitude {value:e} > {MAX_MAGNITUDE:e} (squares would overflow f64); rescale the data")]
+    TooLarge {
+        /// Which field.
+        field: &'static str,
+        /// Component index.
+        index: usize,
+        /// The offending magnitude.
+        value: f64,
+    },
+    /// A mean is too far from the origin for f64 to resolve the component's width there.
+    #[error("mixture: `means[{index}]` is {ratio:.3e} of its component's smallest standard deviation from the origin (> {MAX_MEAN_TO_SD:e}): f64 cannot resolve the component there; centre or rescale the data")]
+    Unresolved {
+        /// Component index.
+        index: usize,
+        /// `max |mean entry| / sqrt(smallest eigenvalue)`.
+        ratio: f64,
+    },
     /// A mean or covariance entry is NaN or infinite.
     #[error("mixture: `{field}[{index}]` contains a non-finite entry")]
     NonFinite {
@@ -237,6 +266,26 @@ impl Component {
                 index,
                 min_eigenvalue: min,
             });
+        }
+        let max_ev = eigenvalues.iter().copied().fold(0.0, f64::max);
+        if max_ev > MAX_MAGNITUDE {
+            return Err(MixtureError::TooLarge {
+                field: "covariances",
+                index,
+                value: max_ev,
+            });
+        }
+        let max_mean = mean.amax();
+        if max_mean > MAX_MAGNITUDE {
+            return Err(MixtureError::TooLarge {
+                field: "means",
+                index,
+                value: max_mean,
+            });
+        }
+        let ratio = max_mean / min.sqrt();
+        if ratio > MAX_MEAN_TO_SD {
+            return Err(MixtureError::Unresolved { index, ratio });
         }
         let ln_det = eigenvalues.iter().map(|v| v.ln()).sum();
         Ok(Self {
@@ -553,6 +602,9 @@ impl Mixture {
             return Err(MixtureError::Empty);
         }
         let d = means[0].len();
+        if d == 0 {
+            return Err(MixtureError::ZeroDimension);
+        }
         let mut comps = Vec::with_capacity(means.len());
         for (index, (m, c)) in means.into_iter().zip(covs).enumerate() {
             if m.len() != d {
@@ -1026,7 +1078,7 @@ impl Workspace {
 #[must_use]
 pub fn classify(c: DMatrix<f64>) -> CovarianceKind {
     let d = c.nrows();
-    if d != c.ncols() {
+    if d != c.ncols() || d == 0 {
         return CovarianceKind::Dense(c);
     }
     let off_zero = (0..d).all(|i| (0..d).all(|j| i == j || c[(i, j)] == 0.0));

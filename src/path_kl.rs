@@ -68,8 +68,22 @@ use crate::sampler::KernelKind;
 use crate::schedule::{Grid, Schedule, ScheduleError, Step};
 
 /// Relative round-off floor added to every error estimate: 16 eps times the sum of the
-/// absolute values of the terms that were added.
+/// absolute values of the terms that were added, times the largest condition number
+/// `kappa = lambda_max / lambda_min` of a data component's covariance (at least 1).
+///
+/// # Formula
+/// ```text
+/// err += 16 eps max(1, kappa_max) sum_i |term_i|
+/// ```
+/// The per-node covariance formulas lose a factor kappa of relative accuracy: single
+/// Gaussians diag(1, 10^-k) (S_full = 0 exactly) gave |S_full| ~ 20 eps kappa for k = 6..10
+/// under the lattice and QMC rules, while the unscaled floor stayed at ~1e-13.
 pub const ROUNDOFF_FLOOR: f64 = 16.0 * f64::EPSILON;
+
+/// The largest condition number of a component covariance that the path KL accepts: its
+/// round-off (~ eps kappa relative, see [`ROUNDOFF_FLOOR`]) then stays below ~1e-5 of the
+/// terms; beyond it f64 does not resolve the covariance formulas and the input is refused.
+pub const MAX_CONDITION: f64 = 1e10;
 
 /// Errors of the path-KL computation.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -85,7 +99,7 @@ pub enum PathKlError {
     #[error(transparent)]
     Mixture(#[from] MixtureError),
     /// The lattice would be too large.
-    #[error("quadrature: the lattice for t index {time} would exceed {max_nodes} nodes; use the QMC rule")]
+    #[error("quadrature: the lattice at ln abar = {time} would exceed {max_nodes} nodes (or the data span more than f64 resolves at that spacing); use the QMC rule (`--rule qmc`)")]
     LatticeTooLarge {
         /// The time (ln abar) where it happened.
         time: f64,
@@ -113,6 +127,14 @@ pub enum PathKlError {
     /// DDIM path KL with an early stop.
     #[error("`early_stop` must be 0 with the DDIM kernel (its x_0 is the data at t = 0), got {0}")]
     DdimEarlyStop(f64),
+    /// A data component's covariance is too ill-conditioned for f64 (see [`MAX_CONDITION`]).
+    #[error("`covariances[{index}]` has condition number {condition:.3e} > {MAX_CONDITION:e}: f64 cannot resolve the path KL's covariance formulas (their round-off grows like eps x condition); rescale or regularise that component")]
+    IllConditioned {
+        /// The component index.
+        index: usize,
+        /// Its condition number lambda_max / lambda_min.
+        condition: f64,
+    },
     /// A model covariance was not positive (should not happen for valid data).
     #[error("family `{family}`: covariance not positive at a quadrature node (t = {time})")]
     NonPositiveCovariance {
@@ -673,6 +695,23 @@ fn run_task(
     })
 }
 
+/// `max(1, max_k lambda_max(Sigma_k) / lambda_min(Sigma_k))` over the data components.
+///
+/// # Errors
+/// [`PathKlError::IllConditioned`] beyond [`MAX_CONDITION`].
+fn max_condition(q0: &Mixture) -> Result<f64, PathKlError> {
+    let mut kappa = 1.0f64;
+    for (index, c) in q0.components().iter().enumerate() {
+        let ev = c.eigenvalues();
+        let condition = ev.max() / ev.min();
+        if !(condition <= MAX_CONDITION) {
+            return Err(PathKlError::IllConditioned { index, condition });
+        }
+        kappa = kappa.max(condition);
+    }
+    Ok(kappa)
+}
+
 /// Computes S_fam(T) for every requested family and T, and the terminal KL.
 ///
 /// # Arguments
@@ -699,6 +738,7 @@ pub fn path_kl_sweep(
     if params.route == Route::B && d > 3 {
         return Err(PathKlError::RouteBDimension { dim: d });
     }
+    let kappa = max_condition(q0)?;
     let ddim = params.kernel == KernelKind::Ddim;
     if ddim {
         if let Some(f) = params
@@ -871,7 +911,7 @@ pub fn path_kl_sweep(
                 }
                 _ => abs[g],
             };
-            est.err += ROUNDOFF_FLOOR * floor_terms + inner[g];
+            est.err += ROUNDOFF_FLOOR * kappa * floor_terms + inner[g];
             rows.push(FamilyRow {
                 family: *fam,
                 steps: grid.steps(),
@@ -885,7 +925,7 @@ pub fn path_kl_sweep(
         .and_then(|r| r.kl_std.clone())
         .unwrap_or_else(|| (vec![f64::NAN; slots], 0.0));
     let mut terminal_kl = model.combine(&term_slots);
-    terminal_kl.err += ROUNDOFF_FLOOR * term_abs;
+    terminal_kl.err += ROUNDOFF_FLOOR * kappa * term_abs;
     let rule = match model {
         ErrorModel::Refinement => "lattice (trapezoid, nested h/2h refinement)".to_string(),
         ErrorModel::Replicates => format!(

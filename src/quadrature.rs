@@ -181,15 +181,20 @@ pub fn lattice(q: &Mixture, params: &LatticeParams) -> Option<Cubature> {
             .fold(f64::NEG_INFINITY, f64::max)
             + reach;
         center[i] = 0.5 * (lo + hi);
-        // a half-count divisible by 4 keeps the 2h and 4h grids symmetric about the centre
-        let j = ((0.5 * (hi - lo) / h).ceil() as usize).max(2);
-        half[i] = j.div_ceil(4) * 4;
+        // a half-count divisible by 4 keeps the 2h and 4h grids symmetric about the centre;
+        // counted in f64 first: a float-to-int `as` saturates (means at 1e25 gave
+        // usize::MAX, whose round-up to a multiple of 4 then wrapped to 0: one node)
+        let j = (0.5 * (hi - lo) / h).ceil().max(2.0);
+        if !(j <= params.max_nodes as f64) {
+            return None;
+        }
+        half[i] = (j as usize).div_ceil(4) * 4;
     }
     let per: Vec<usize> = half.iter().map(|j| 2 * j + 1).collect();
-    let n: usize = per.iter().product();
-    if n > params.max_nodes {
-        return None;
-    }
+    let n = per
+        .iter()
+        .try_fold(1usize, |acc, &p| acc.checked_mul(p))
+        .filter(|&n| n <= params.max_nodes)?;
     let wf = h.powi(d as i32);
     let w2 = (2.0 * h).powi(d as i32);
     let w4 = (4.0 * h).powi(d as i32);
