@@ -9,7 +9,7 @@ use std::path::PathBuf;
 mod common;
 
 use clap::{Parser, ValueEnum};
-use common::{bad, finish, Outcome};
+use common::{finish, Outcome};
 use covlab::quadrature::{LatticeParams, QmcParams};
 use covlab::study::path_kl::PathKlStudy;
 use covlab::study::{run_all, StudyKind};
@@ -142,21 +142,10 @@ fn study(args: &Args) -> PathKlStudy {
 }
 
 fn run(args: &Args) -> Result<(), Outcome> {
-    if args.threads == Some(0) {
-        return Err(bad(anyhow::anyhow!("`--threads`: must be >= 1")).into());
-    }
     let study = study(args);
     study.validate().map_err(common::param)?;
     let stem = study.default_stem().map_err(common::param)?;
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Outcome::Failed(e.into()))?;
+    let pool = common::thread_pool(args.threads)?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(

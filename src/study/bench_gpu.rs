@@ -463,6 +463,12 @@ impl StudyKind for BenchGpuStudy {
     fn validate(&self) -> Result<(), ParamError> {
         ensure(self.repeats >= 1, "repeats", ">= 1", self.repeats)?;
         ensure(
+            self.trajectory_steps >= 1,
+            "trajectory-steps",
+            ">= 1",
+            self.trajectory_steps,
+        )?;
+        ensure(
             !self.batches.contains(&0),
             "batches",
             "every batch >= 1",

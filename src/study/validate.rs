@@ -527,12 +527,33 @@ impl StudyKind for ValidateStudy {
         )?;
         device_from_name(&self.device)
             .map_err(|e| ParamError::new("device", "cpu, cuda or cuda:N", e))?;
-        self.families()?;
+        ensure(
+            self.ce_samples >= 2,
+            "ce-samples",
+            ">= 2 (a standard error needs two)",
+            self.ce_samples,
+        )?;
+        let fams = self.families()?;
         self.kernels()?;
         for d in &self.data {
-            if image_data::shape(d).is_none() {
-                presets::load(d)
-                    .map_err(|e| ParamError::new("data", "image or dense presets", e))?;
+            let dim = match image_data::shape(d) {
+                Some((c, h, w)) => c * h * w,
+                None => presets::load(d)
+                    .map_err(|e| ParamError::new("data", "image or dense presets", e))?
+                    .dim(),
+            };
+            // A requested family that cannot be checked is an error, not a silent skip.
+            if fams.contains(&SamplerFamily::Full) && dim > crate::gpu::FULL_MAX_DIM {
+                return Err(ParamError::new(
+                    "families",
+                    format!(
+                        "families the tensor path can check on every data set: `full` needs \
+                         D <= {} (a dense D x D covariance per sample), `{d}` has D = {dim}; \
+                         use lgs-<k> there or drop `{d}`",
+                        crate::gpu::FULL_MAX_DIM
+                    ),
+                    "full",
+                ));
             }
         }
         self.ce_mixture()?;

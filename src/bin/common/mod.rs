@@ -163,3 +163,26 @@ pub fn save_figures(
 ) -> Result<Vec<std::path::PathBuf>, Outcome> {
     covlab::study::figure::save_all(stem, figures).map_err(failed)
 }
+
+/// The most worker threads a binary starts: results are identical for any count, and more
+/// threads than this only cost memory (`--threads 100000` never finished starting).
+#[allow(dead_code)]
+pub const MAX_THREADS: usize = 1024;
+
+/// The rayon pool of `--threads` (default: all cores): exit 2 for 0 or more than
+/// [`MAX_THREADS`].
+#[allow(dead_code)]
+pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool, Outcome> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let n = threads.unwrap_or(cores);
+    if n == 0 || n > MAX_THREADS {
+        return Err(bad(anyhow::anyhow!(
+            "`--threads`: must be in 1..={MAX_THREADS} (this machine has {cores} cores), got {n}"
+        ))
+        .into());
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| Outcome::Failed(e.into()))
+}

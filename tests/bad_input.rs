@@ -1,0 +1,210 @@
+//! Bad input, binary by binary: each row feeds one binary a bad input and asserts exit code
+//! 2 (bad input), no panic (no "panicked" in stderr, never exit 101) and the flag or field
+//! it names. Runs every row and reports all failures at once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// A row: the binary, its arguments (`{dir}` is replaced by a temp directory holding the
+/// files of [`write_files`]), and a string the error must contain.
+struct Row {
+    bin: &'static str,
+    args: &'static [&'static str],
+    names: &'static str,
+}
+
+/// No row may compute before refusing: every error comes from validation (seconds, not the
+/// minutes the computation would take).
+const MAX_SECONDS: f64 = 20.0;
+
+fn bin(name: &str) -> Option<PathBuf> {
+    // Binaries behind the candle feature exist only in builds with it.
+    let exe = match name {
+        "path-kl" => env!("CARGO_BIN_EXE_path-kl"),
+        "guidance" => env!("CARGO_BIN_EXE_guidance"),
+        "samplers" => env!("CARGO_BIN_EXE_samplers"),
+        "lanczos" => env!("CARGO_BIN_EXE_lanczos"),
+        "study" => env!("CARGO_BIN_EXE_study"),
+        #[cfg(feature = "candle")]
+        "validate" => env!("CARGO_BIN_EXE_validate"),
+        #[cfg(feature = "candle")]
+        "bench-gpu" => env!("CARGO_BIN_EXE_bench-gpu"),
+        #[cfg(feature = "candle")]
+        "learned" => env!("CARGO_BIN_EXE_learned"),
+        _ => return None,
+    };
+    Some(PathBuf::from(exe))
+}
+
+fn write_files(dir: &Path) {
+    let files = [
+        (
+            "zero_dim.json",
+            r#"{"weights":[1.0],"means":[[]],"covariances":[[]]}"#,
+        ),
+        (
+            "huge_means.json",
+            r#"{"weights":[0.5,0.5],"means":[[1e25,0],[-1e25,0]],"covariances":[[[0.5,0],[0,0.5]],[[0.5,0],[0,0.5]]]}"#,
+        ),
+        (
+            "e308.json",
+            r#"{"weights":[1.0],"means":[[0,0]],"covariances":[[[1e308,0],[0,1]]]}"#,
+        ),
+        (
+            "ill.json",
+            r#"{"weights":[1.0],"means":[[0,0]],"covariances":[[[1,0],[0,1e-16]]]}"#,
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write input");
+    }
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        bin: "path-kl",
+        args: &["--data", "{dir}/zero_dim.json"],
+        names: "means[0]",
+    },
+    Row {
+        bin: "path-kl",
+        args: &["--data", "{dir}/huge_means.json"],
+        names: "means[0]",
+    },
+    Row {
+        bin: "path-kl",
+        args: &["--data", "{dir}/huge_means.json", "--rule", "qmc"],
+        names: "means[0]",
+    },
+    Row {
+        bin: "path-kl",
+        args: &["--data", "{dir}/e308.json"],
+        names: "covariances[0]",
+    },
+    Row {
+        bin: "path-kl",
+        args: &["--data", "{dir}/ill.json", "--rule", "qmc"],
+        names: "covariances[0]",
+    },
+    Row {
+        bin: "path-kl",
+        args: &["--steps", "10000000"],
+        names: "--steps",
+    },
+    Row {
+        bin: "path-kl",
+        args: &["--threads", "100000"],
+        names: "--threads",
+    },
+    Row {
+        bin: "path-kl",
+        args: &["--threads", "0"],
+        names: "--threads",
+    },
+    Row {
+        bin: "guidance",
+        args: &["--steps", "100000000"],
+        names: "--steps",
+    },
+    Row {
+        bin: "samplers",
+        args: &["--data", "{dir}/zero_dim.json"],
+        names: "means[0]",
+    },
+    Row {
+        bin: "samplers",
+        args: &["--data", "{dir}/e308.json"],
+        names: "covariances[0]",
+    },
+    #[cfg(feature = "candle")]
+    Row {
+        bin: "validate",
+        args: &[
+            "--data",
+            "digits32",
+            "--families",
+            "full",
+            "--samples",
+            "0",
+            "--ce-data",
+            "none",
+        ],
+        names: "--families",
+    },
+    #[cfg(feature = "candle")]
+    Row {
+        bin: "validate",
+        args: &["--ce-samples", "0"],
+        names: "--ce-samples",
+    },
+    #[cfg(feature = "candle")]
+    Row {
+        bin: "validate",
+        args: &["--ce-data", "{dir}/zero_dim.json"],
+        names: "means[0]",
+    },
+    #[cfg(feature = "candle")]
+    Row {
+        bin: "bench-gpu",
+        args: &["--trajectory-steps", "0"],
+        names: "--trajectory-steps",
+    },
+];
+
+#[test]
+fn every_bad_input_exits_2_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("covlab-bad-input-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    write_files(&dir);
+    let mut failures = Vec::new();
+    for row in ROWS {
+        let Some(exe) = bin(row.bin) else { continue };
+        let args: Vec<String> = row
+            .args
+            .iter()
+            .map(|a| a.replace("{dir}", &dir.display().to_string()))
+            .collect();
+        let start = Instant::now();
+        let out = Command::new(exe)
+            .args(&args)
+            // Outputs (if any were written) go to the temp directory, never into the repo.
+            .arg("--json")
+            .arg(dir.join("out.json"))
+            .args(if row.bin == "validate" {
+                vec![]
+            } else {
+                vec![
+                    "--figure".to_string(),
+                    dir.join("fig").display().to_string(),
+                ]
+            })
+            .output()
+            .expect("runs");
+        let secs = start.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let what = format!("{} {}", row.bin, args.join(" "));
+        if out.status.code() != Some(2) {
+            failures.push(format!(
+                "{what}: exit {:?}, stderr: {stderr}",
+                out.status.code()
+            ));
+        } else if stderr.contains("panicked") {
+            failures.push(format!("{what}: panicked: {stderr}"));
+        } else if !stderr.contains(row.names) {
+            failures.push(format!(
+                "{what}: stderr does not name `{}`: {stderr}",
+                row.names
+            ));
+        } else if secs > MAX_SECONDS {
+            failures.push(format!("{what}: took {secs:.1} s before refusing"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
