@@ -100,7 +100,7 @@ array_job=${array_job%%;*} # --parsable prints "id[;cluster]"
 
 # The merge: runs once every array task has succeeded (afterok), writes the results JSON and
 # the figures named in the study file; cancelled by Slurm when a task fails.
-merge_job=$(sbatch --parsable \
+if ! merge_job=$(sbatch --parsable \
   --job-name="merge-$name" \
   --dependency="afterok:${array_job}" \
   --kill-on-invalid-dep=yes \
@@ -108,7 +108,11 @@ merge_job=$(sbatch --parsable \
   --time=00:10:00 \
   --chdir="$ROOT" \
   --output="$LOG_DIR/%x.out" \
-  --wrap="$(shq "$BIN") merge $(shq "$STUDY") --shard-dir $(shq "$SHARD_DIR")")
+  --wrap="$(shq "$BIN") merge $(shq "$STUDY") --shard-dir $(shq "$SHARD_DIR")"); then
+  scancel "$array_job" || true # no array without its merge
+  echo "slurm_array.sh: submitting the merge failed; cancelled array $array_job" >&2
+  exit 1
+fi
 merge_job=${merge_job%%;*}
 
 echo "logs: $LOG_DIR"
