@@ -30,10 +30,10 @@ die() {
 }
 
 # Running and not a zombie: without an init that reaps promptly a stopped daemon stays a
-# zombie for a while, and `kill -0` succeeds on zombies.
+# zombie for a while, and `kill -0` succeeds on zombies. (From /proc: a minimal Debian has no ps.)
 alive() {
   local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]
+  st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) && [[ -n $st && $st != Z* && $st != X* ]]
 }
 
 # Stops the daemon whose PID is in file $1 (TERM, then KILL after 5 s).
