@@ -68,21 +68,24 @@ use crate::sampler::KernelKind;
 use crate::schedule::{Grid, Schedule, ScheduleError, Step};
 
 /// Relative round-off floor added to every error estimate: 16 eps times the sum of the
-/// absolute values of the terms that were added, times the largest condition number
-/// `kappa = lambda_max / lambda_min` of a data component's covariance (at least 1).
+/// absolute values of the terms that were added, where each route-A step term
+/// `(1/2) sum_i ln(1 + b mu_i)` also counts with the error of its argument,
+/// `sum_i |b mu_i| / |1 + b mu_i|`.
 ///
 /// # Formula
 /// ```text
-/// err += 16 eps max(1, kappa_max) sum_i |term_i|
+/// err += 16 eps (sum_terms |term| + sum_nodes w sum_i |b mu_i| / |1 + b mu_i|)
 /// ```
-/// The per-node covariance formulas lose a factor kappa of relative accuracy: single
-/// Gaussians diag(1, 10^-k) (S_full = 0 exactly) gave |S_full| ~ 20 eps kappa for k = 6..10
-/// under the lattice and QMC rules, while the unscaled floor stayed at ~1e-13.
+/// Measured on single Gaussians, where S_full = 0 exactly: snr-uniform's last step has
+/// 1 + b mu = 1.8e-6 (|S_full| = 3.5e-11 against a plain floor of 1e-13; the same number in
+/// 50-digit arithmetic of the closed form is 4e-46, in f64 3.5e-11), diag(1, 10^-k) has
+/// 1 + b mu ~ 10^-k at the first step (|S_full| ~ 20 eps 10^k).
 pub const ROUNDOFF_FLOOR: f64 = 16.0 * f64::EPSILON;
 
-/// The largest condition number of a component covariance that the path KL accepts: its
-/// round-off (~ eps kappa relative, see [`ROUNDOFF_FLOOR`]) then stays below ~1e-5 of the
-/// terms; beyond it f64 does not resolve the covariance formulas and the input is refused.
+/// The largest condition number of a component covariance that the path KL accepts: the
+/// first step's `1 + b mu` is then ~ 1 / kappa, so its round-off (~ eps kappa relative, see
+/// [`ROUNDOFF_FLOOR`]) stays below ~1e-5; beyond it f64 does not resolve the covariance
+/// formulas (diag(1, 1e-16) gave S_full = -0.104 where 0 is exact) and the input is refused.
 pub const MAX_CONDITION: f64 = 1e10;
 
 /// Errors of the path-KL computation.
@@ -626,6 +629,14 @@ fn run_task(
                 // carries eps (1 + b |mu_i|) / |1 + b mu_i| (the round-off floor scales it).
                 let cond: f64 = m.iter().map(|&x| (1.0 + b * x.abs()) / (1.0 + b * x)).sum();
                 full_abs += (w[fine] * cond).abs();
+            } else if params.route == Route::A {
+                // ln_1p(b mu_i) of an argument with relative error ~eps carries the absolute
+                // error eps |b mu_i| / |1 + b mu_i|: about the term itself where b |mu_i| is
+                // small, but far more where b mu_i -> -1 (a large step whose posterior
+                // barely depends on x_t, e.g. snr-uniform's last step, 1 + b mu = 1.8e-6; a
+                // near-singular data direction at the first step).
+                let cond: f64 = m.iter().map(|&x| (b * x).abs() / (1.0 + b * x)).sum();
+                full_abs += (w[fine] * cond).abs();
             }
             for r in 0..slots {
                 if w[r] != 0.0 {
@@ -738,7 +749,7 @@ pub fn path_kl_sweep(
     if params.route == Route::B && d > 3 {
         return Err(PathKlError::RouteBDimension { dim: d });
     }
-    let kappa = max_condition(q0)?;
+    max_condition(q0)?;
     let ddim = params.kernel == KernelKind::Ddim;
     if ddim {
         if let Some(f) = params
@@ -911,7 +922,7 @@ pub fn path_kl_sweep(
                 }
                 _ => abs[g],
             };
-            est.err += ROUNDOFF_FLOOR * kappa * floor_terms + inner[g];
+            est.err += ROUNDOFF_FLOOR * floor_terms + inner[g];
             rows.push(FamilyRow {
                 family: *fam,
                 steps: grid.steps(),
@@ -925,7 +936,7 @@ pub fn path_kl_sweep(
         .and_then(|r| r.kl_std.clone())
         .unwrap_or_else(|| (vec![f64::NAN; slots], 0.0));
     let mut terminal_kl = model.combine(&term_slots);
-    terminal_kl.err += ROUNDOFF_FLOOR * kappa * term_abs;
+    terminal_kl.err += ROUNDOFF_FLOOR * term_abs;
     let rule = match model {
         ErrorModel::Refinement => "lattice (trapezoid, nested h/2h refinement)".to_string(),
         ErrorModel::Replicates => format!(
