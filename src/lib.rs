@@ -50,6 +50,7 @@ pub mod metrics;
 pub mod mixture;
 pub mod model_kernel;
 pub mod numeric;
+pub mod output;
 pub mod path_kl;
 pub mod plot;
 pub mod posterior;

@@ -151,9 +151,12 @@ impl RefSlope {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum PlotError {
-    /// A parent directory could not be created.
-    #[error("cannot create the figure directory: {0}")]
+    /// A parent directory could not be created (the OS error, shown once).
+    #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The figure file could not be checked or written (names the path).
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     /// The drawing backend failed (message of the plotters error, which is generic).
     #[error("drawing failed: {0}")]
     Draw(String),
@@ -244,8 +247,13 @@ impl LogLogFigure {
     /// goes in the corner with the fewest points. Parent directories are created. Points with
     /// `x <= 0`, `y <= 0` or non-finite values are skipped (lines are broken there).
     ///
-    /// Errors: [`PlotError::NoData`] with no series; [`PlotError::NonPositive`] when a series has
-    /// no drawable point; [`PlotError::LengthMismatch`], [`PlotError::InvalidRef`] on bad input
+    /// A series without any drawable point is left out, and the caption gains a note
+    /// (`"3 points <= 0 or infinite not drawn"`); a reference slope whose anchor is not
+    /// drawable (`y0 <= 0` by round-off, infinite) is anchored at the first drawable point, one
+    /// with a non-finite power is dropped, each with a note.
+    ///
+    /// Errors: [`PlotError::NoData`] with no series; [`PlotError::NonPositive`] when no series
+    /// has a drawable point; [`PlotError::LengthMismatch`] on bad input
     /// (all checked before any file is touched); [`PlotError::Io`], [`PlotError::Draw`],
     /// [`PlotError::Font`] from writing.
     pub fn save(&self, stem: &Path) -> Result<(), PlotError> {
@@ -334,6 +342,9 @@ struct Prepared {
     x_ticks: Ticks,
     y_ticks: Ticks,
     legend: SeriesLabelPosition,
+    /// What was not drawn (skipped points, re-anchored or dropped references), appended to
+    /// the caption.
+    notes: Vec<String>,
 }
 
 /// Registers the embedded DejaVu Sans as `"sans-serif"` once per process.
@@ -363,24 +374,18 @@ fn draw_err<E: std::fmt::Display>(e: E) -> PlotError {
 fn save_figure(fig: &FigureView<'_>, x_log: bool, stem: &Path) -> Result<(), PlotError> {
     let prepared = prepare(fig, x_log)?;
     ensure_font()?;
-    if let Some(parent) = stem.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)?;
-        }
-    }
-    let svg = with_suffix(stem, "svg");
-    let png = with_suffix(stem, "png");
-    {
-        let root = SVGBackend::new(&svg, (WIDTH, HEIGHT)).into_drawing_area();
+    // Each file is drawn to a temporary path beside it and renamed over it (atomic: a killed
+    // run leaves the previous figure intact).
+    crate::output::replace_via_temp(&with_suffix(stem, "svg"), |svg| {
+        let root = SVGBackend::new(svg, (WIDTH, HEIGHT)).into_drawing_area();
         render(&root, fig, &prepared, x_log)?;
-        root.present().map_err(draw_err)?;
-    }
-    {
-        let root = BitMapBackend::new(&png, (WIDTH, HEIGHT)).into_drawing_area();
+        root.present().map_err(draw_err)
+    })?;
+    crate::output::replace_via_temp(&with_suffix(stem, "png"), |png| {
+        let root = BitMapBackend::new(png, (WIDTH, HEIGHT)).into_drawing_area();
         render(&root, fig, &prepared, x_log)?;
-        root.present().map_err(draw_err)?;
-    }
-    Ok(())
+        root.present().map_err(draw_err)
+    })
 }
 
 /// The transformed abscissa `X = log10 x` (log axis) or `X = x`; `None` when not drawable.
@@ -404,24 +409,13 @@ fn prepare(fig: &FigureView<'_>, x_log: bool) -> Result<Prepared, PlotError> {
     if fig.series.is_empty() {
         return Err(PlotError::NoData);
     }
-    for r in fig.refs {
-        let bad = |field, value: f64| PlotError::InvalidRef {
-            label: r.label.clone(),
-            field,
-            value,
-        };
-        if !r.power.is_finite() {
-            return Err(bad("power", r.power));
-        }
-        if !(r.x0.is_finite() && r.x0 > 0.0) {
-            return Err(bad("x0", r.x0));
-        }
-        if !(r.y0.is_finite() && r.y0 > 0.0) {
-            return Err(bad("y0", r.y0));
-        }
-    }
-
+    // What the figure could not draw, said in its caption.
+    let mut notes: Vec<String> = Vec::new();
     let mut series = Vec::with_capacity(fig.series.len());
+    // Points not drawn (y <= 0, non-finite, x <= 0 on a log axis), and the first series
+    // without any drawable point.
+    let mut skipped = 0usize;
+    let mut first_empty: Option<(String, usize)> = None;
     for (index, s) in fig.series.iter().enumerate() {
         let mismatch = |field, got| PlotError::LengthMismatch {
             series: s.label.clone(),
@@ -464,11 +458,10 @@ fn prepare(fig: &FigureView<'_>, x_log: bool) -> Result<Prepared, PlotError> {
         if !current.is_empty() {
             segments.push(current);
         }
+        skipped += s.x.len() - points.len();
         if points.is_empty() {
-            return Err(PlotError::NonPositive {
-                series: s.label.clone(),
-                index,
-            });
+            first_empty.get_or_insert((s.label.clone(), index));
+            continue;
         }
         series.push(PreparedSeries {
             label: s.label.clone(),
@@ -479,6 +472,21 @@ fn prepare(fig: &FigureView<'_>, x_log: bool) -> Result<Prepared, PlotError> {
             points,
             bars,
         });
+    }
+
+    if series.is_empty() {
+        // Nothing at all to draw: the first series names the problem.
+        let (label, index) = first_empty.unwrap_or_default();
+        return Err(PlotError::NonPositive {
+            series: label,
+            index,
+        });
+    }
+    if skipped > 0 {
+        notes.push(format!(
+            "{skipped} point{} <= 0 or infinite not drawn",
+            if skipped == 1 { "" } else { "s" }
+        ));
     }
 
     let all_points: Vec<(f64, f64)> = series
@@ -501,7 +509,36 @@ fn prepare(fig: &FigureView<'_>, x_log: bool) -> Result<Prepared, PlotError> {
     // log-lin.
     let samples: usize = if x_log { 1 } else { 96 };
     let mut refs = Vec::with_capacity(fig.refs.len());
-    for r in fig.refs {
+    // The first drawable point (original coordinates), where a reference slope whose anchor
+    // is not drawable (y0 <= 0 by round-off, infinite) is anchored instead.
+    let first_point = series
+        .first()
+        .and_then(|s| s.points.first())
+        .map(|&(px, py)| (if x_log { 10f64.powf(px) } else { px }, 10f64.powf(py)));
+    for r0 in fig.refs {
+        let anchored = r0.x0.is_finite() && r0.x0 > 0.0 && r0.y0.is_finite() && r0.y0 > 0.0;
+        let r = match (r0.power.is_finite(), anchored, first_point) {
+            (true, true, _) => r0.clone(),
+            (true, false, Some((x0, y0))) => {
+                notes.push(format!(
+                    "reference \"{}\" anchored at the first drawable point (its y0 = {:e}, x0 = {:e})",
+                    r0.label, r0.y0, r0.x0
+                ));
+                RefSlope {
+                    x0,
+                    y0,
+                    ..r0.clone()
+                }
+            }
+            _ => {
+                notes.push(format!(
+                    "reference \"{}\" not drawn (power = {}, x0 = {:e}, y0 = {:e})",
+                    r0.label, r0.power, r0.x0, r0.y0
+                ));
+                continue;
+            }
+        };
+        let r = &r;
         let mut segments = Vec::new();
         let mut current = Vec::new();
         for k in 0..=samples {
@@ -571,6 +608,7 @@ fn prepare(fig: &FigureView<'_>, x_log: bool) -> Result<Prepared, PlotError> {
         x_ticks,
         y_ticks,
         legend,
+        notes,
     })
 }
 
@@ -778,10 +816,18 @@ fn render<DB: DrawingBackend>(
             .titled(fig.title, (FAMILY, 30).into_font())
             .map_err(draw_err)?;
     }
-    if let Some(caption) = fig.caption.filter(|c| !c.is_empty()) {
+    let caption = fig
+        .caption
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .into_iter()
+        .chain(p.notes.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if !caption.is_empty() {
         area = area
             .titled(
-                caption,
+                &caption,
                 (FAMILY, 20).into_font().color(&RGBColor(70, 70, 70)),
             )
             .map_err(draw_err)?;
@@ -996,37 +1042,39 @@ pub fn save_image_grid(
     let gut = 2u32;
     let cell_w = width as u32 * scale + gut;
     let cell_h = height as u32 * scale + gut;
-    let root = BitMapBackend::new(
-        path,
-        (cols as u32 * cell_w + gut, rows as u32 * cell_h + gut),
-    )
-    .into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err)?;
-    let level =
-        |v: f64| (((v - range.0) / (range.1 - range.0)).clamp(0.0, 1.0) * 255.0).round() as u8;
-    for (idx, im) in images.iter().enumerate() {
-        let (r0, c0) = ((idx / cols) as u32, (idx % cols) as u32);
-        for y in 0..height {
-            for x in 0..width {
-                let px = |ch: usize| level(im[ch * height * width + y * width + x]);
-                let color = if channels == 3 {
-                    RGBColor(px(0), px(1), px(2))
-                } else {
-                    let g = px(0);
-                    RGBColor(g, g, g)
-                };
-                let x0 = (gut + c0 * cell_w + x as u32 * scale) as i32;
-                let y0 = (gut + r0 * cell_h + y as u32 * scale) as i32;
-                root.draw(&Rectangle::new(
-                    [(x0, y0), (x0 + scale as i32, y0 + scale as i32)],
-                    color.filled(),
-                ))
-                .map_err(draw_err)?;
+    // Drawn to a temporary path beside `path` and renamed over it (atomic).
+    crate::output::replace_via_temp(path, |tmp| {
+        let root = BitMapBackend::new(
+            tmp,
+            (cols as u32 * cell_w + gut, rows as u32 * cell_h + gut),
+        )
+        .into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        let level =
+            |v: f64| (((v - range.0) / (range.1 - range.0)).clamp(0.0, 1.0) * 255.0).round() as u8;
+        for (idx, im) in images.iter().enumerate() {
+            let (r0, c0) = ((idx / cols) as u32, (idx % cols) as u32);
+            for y in 0..height {
+                for x in 0..width {
+                    let px = |ch: usize| level(im[ch * height * width + y * width + x]);
+                    let color = if channels == 3 {
+                        RGBColor(px(0), px(1), px(2))
+                    } else {
+                        let g = px(0);
+                        RGBColor(g, g, g)
+                    };
+                    let x0 = (gut + c0 * cell_w + x as u32 * scale) as i32;
+                    let y0 = (gut + r0 * cell_h + y as u32 * scale) as i32;
+                    root.draw(&Rectangle::new(
+                        [(x0, y0), (x0 + scale as i32, y0 + scale as i32)],
+                        color.filled(),
+                    ))
+                    .map_err(draw_err)?;
+                }
             }
         }
-    }
-    root.present().map_err(draw_err)?;
-    Ok(())
+        root.present().map_err(draw_err)
+    })
 }
 
 #[cfg(test)]
@@ -1159,18 +1207,51 @@ mod tests {
     }
 
     #[test]
-    fn non_positive_series_is_an_error_and_writes_nothing() {
-        let stem = temp_stem("bad");
+    fn undrawable_series_and_refs_are_skipped_and_said_in_the_caption() {
+        // A single Gaussian: S = -8.9e-16 by round-off, a reference slope anchored there, an
+        // infinite point; the figure is drawn and its caption says what was left out.
+        let stem = temp_stem("skip");
         let mut fig = example_loglog();
         fig.series.push(Series::new(
             "all-negative",
             vec![1.0, 2.0, 3.0],
-            vec![0.0, -1.0, f64::NAN],
+            vec![-8.9e-16, 0.0, f64::INFINITY],
         ));
+        fig.refs
+            .push(RefSlope::new(-1.0, 8.0, -8.9e-16, "slope -1 at round-off"));
+        fig.refs.push(RefSlope::new(f64::NAN, 8.0, 1.0, "no power"));
+        fig.save(&stem).unwrap();
+        let texts = svg_texts(&std::fs::read_to_string(with_suffix(&stem, "svg")).unwrap());
+        let caption = texts
+            .iter()
+            .find(|t| t.contains("not drawn"))
+            .unwrap_or_else(|| panic!("no note in {texts:?}"));
+        // The three points of the undrawable series, nothing of the others.
+        assert!(
+            caption.contains("3 points &lt;= 0 or infinite not drawn"),
+            "{caption}"
+        );
+        assert!(
+            caption.contains("slope -1 at round-off")
+                && caption.contains("anchored at the first drawable point"),
+            "{caption}"
+        );
+        assert!(
+            caption.contains("\"no power\" not drawn")
+                || caption.contains("&quot;no power&quot; not drawn"),
+            "{caption}"
+        );
+        assert!(with_suffix(&stem, "png").exists());
+        // With nothing drawable at all, the figure is an error and writes nothing.
+        let stem = temp_stem("bad");
+        let fig = LogLogFigure {
+            series: vec![Series::new("all-negative", vec![1.0, 2.0], vec![0.0, -1.0])],
+            ..Default::default()
+        };
         match fig.save(&stem) {
             Err(PlotError::NonPositive { series, index }) => {
                 assert_eq!(series, "all-negative");
-                assert_eq!(index, 2);
+                assert_eq!(index, 0);
             }
             other => panic!("expected NonPositive, got {other:?}"),
         }
@@ -1219,12 +1300,10 @@ mod tests {
                 ..
             })
         ));
+        // A reference with an undrawable anchor is re-anchored, not an error.
         let mut fig = example_loglog();
         fig.refs.push(RefSlope::new(-1.0, 0.0, 1.0, "bad anchor"));
-        assert!(matches!(
-            fig.save(&temp_stem("badref")),
-            Err(PlotError::InvalidRef { field: "x0", .. })
-        ));
+        fig.save(&temp_stem("badref")).unwrap();
     }
 
     #[test]

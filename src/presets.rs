@@ -32,8 +32,11 @@ pub enum PresetError {
     /// Neither a preset nor an existing file.
     #[error("`data`: `{0}` is neither a preset (mog40, mog40-unit, grid9, aniso2, mix6) nor an existing .json file")]
     Unknown(String),
-    /// The file could not be read.
-    #[error("`data`: cannot read {path}: {source}")]
+    /// The path given is a directory.
+    #[error("`data`: `{0}` is a directory, expected a preset (mog40, mog40-unit, grid9, aniso2, mix6) or a mixture .json file")]
+    Directory(String),
+    /// The file could not be read (the OS error is the source, shown once).
+    #[error("`data`: cannot read {path}")]
     Io {
         /// The path.
         path: String,
@@ -88,6 +91,8 @@ pub fn load(name_or_path: &str) -> Result<Mixture, PresetError> {
             let p = Path::new(other);
             if p.is_file() {
                 from_file(p)
+            } else if p.is_dir() {
+                Err(PresetError::Directory(other.to_string()))
             } else {
                 Err(PresetError::Unknown(other.to_string()))
             }
@@ -271,5 +276,10 @@ mod tests {
             Err(PresetError::Json { .. })
         ));
         assert!(matches!(load("nope"), Err(PresetError::Unknown(_))));
+        // A directory is said to be one, not "neither a preset nor an existing file".
+        let dir = std::env::temp_dir();
+        let e = load(dir.to_str().unwrap()).unwrap_err();
+        assert!(matches!(e, PresetError::Directory(_)), "{e}");
+        assert!(e.to_string().contains("is a directory"), "{e}");
     }
 }

@@ -95,19 +95,25 @@ fn run(args: &Args) -> Result<(), Outcome> {
     };
     study.validate().map_err(common::param)?;
     let dev_name = study.device_kind().map_err(common::param)?;
-    let bar = common::Bar::new("bench-gpu", study.cells().map_err(failed)?.len());
-    let (out, _) = run_all(&study, &bar).map_err(|e| common::study_error(e, false))?;
-    bar.0.finish_and_clear();
-    eprint!("{}", out.table);
     let json_path = args
         .json
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("studies/results/bench_gpu_{dev_name}.json")));
+    let stem = PathBuf::from(
+        args.figure
+            .clone()
+            .unwrap_or_else(|| format!("figures/bench_gpu_{dev_name}")),
+    );
+    common::check_output("--json", &json_path)?;
+    common::check_figures("--figure", &stem, &study.figures())?;
+    let bar = common::Bar::new("bench-gpu", study.cells().map_err(failed)?.len());
+    let (out, _) = run_all(&study, &bar).map_err(|e| common::study_error(e, false))?;
+    bar.0.finish_and_clear();
+    // The results table is the output: stdout (progress and "wrote" lines go to stderr).
+    print!("{}", out.table);
     common::write_json(&json_path, &out.doc).map_err(failed)?;
-    let stem = args
-        .figure
-        .clone()
-        .unwrap_or_else(|| format!("figures/bench_gpu_{dev_name}"));
-    common::save_figures(std::path::Path::new(&stem), &out.figures)?;
+    for w in common::save_figures(&stem, &out.figures) {
+        eprintln!("wrote {}", w.display());
+    }
     Ok(())
 }

@@ -101,11 +101,17 @@ fn run(args: &Args) -> Result<(), Outcome> {
         beta_max: args.beta_max,
         window: args.window.clone(),
     };
+    common::unique_list("--steps", &study.steps)?;
     study.validate().map_err(common::param)?;
+    common::check_output("--json", &args.json)?;
+    common::check_figures("--figure", &args.figure, &study.figures())?;
     // Every computation error comes from the input (degenerate steps): exit 2.
     let (out, _) = run_all(&study, &Quiet).map_err(|e| common::study_error(e, true))?;
     print!("{}", out.table);
-    common::save_figures(&args.figure, &out.figures)?;
+    // The JSON first (it is the result), then the figures, which never fail the run.
     common::write_json(&args.json, &out.doc).map_err(failed)?;
+    for w in common::save_figures(&args.figure, &out.figures) {
+        eprintln!("wrote {}", w.display());
+    }
     Ok(())
 }

@@ -45,10 +45,12 @@ fn run(args: &Args) -> Result<(), Outcome> {
         samples: args.samples,
         seed: args.seed,
     };
+    common::unique_list("--presets", &study.presets)?;
     study.validate().map_err(common::param)?;
+    common::check_figures("--out", &args.out.join("samples"), &study.figures())?;
     let (out, _) = run_all(&study, &Quiet).map_err(|e| common::study_error(e, false))?;
     print!("{}", out.table);
-    for path in common::save_figures(&args.out.join("samples"), &out.figures)? {
+    for path in common::save_figures(&args.out.join("samples"), &out.figures) {
         eprintln!("wrote {}", path.display());
     }
     Ok(())

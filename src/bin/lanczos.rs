@@ -84,7 +84,10 @@ fn run(args: &Args) -> Result<(), Outcome> {
         timing_dim: args.timing_dim,
         timing_k: args.timing_k,
     };
+    common::unique_list("--data", &study.data)?;
     study.validate().map_err(common::param)?;
+    common::check_output("--json", &args.json)?;
+    common::check_figures("--figure", &args.figure, &study.figures())?;
     if args.threads == Some(0) {
         return Err(bad(anyhow::anyhow!("`--threads`: must be >= 1")).into());
     }
@@ -104,15 +107,8 @@ fn run(args: &Args) -> Result<(), Outcome> {
     bar.0.finish_and_clear();
     print!("{}", out.table);
     common::write_json(&args.json, &out.doc).map_err(Outcome::Failed)?;
-    let written = common::save_figures(&args.figure, &out.figures)?;
-    eprintln!(
-        "wrote {} and {}",
-        args.json.display(),
-        written
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    for w in common::save_figures(&args.figure, &out.figures) {
+        eprintln!("wrote {}", w.display());
+    }
     Ok(())
 }

@@ -231,10 +231,12 @@ fn train(args: &TrainArgs) -> Result<(), Outcome> {
         out: args.out.clone(),
         root: PathBuf::new(),
     };
-    let out = run_printing(&study)?;
     let path = args.json.clone().unwrap_or_else(|| {
         PathBuf::from(format!("studies/results/learned_train_{}.json", args.data))
     });
+    study.validate().map_err(common::param)?;
+    common::check_output("--json", &path)?;
+    let out = run_printing(&study)?;
     write_json(&path, &out.doc).map_err(failed)?;
     Ok(())
 }
@@ -272,16 +274,25 @@ fn eval(args: &EvalArgs) -> Result<(), Outcome> {
         seed: args.seed,
         root: PathBuf::new(),
     };
-    let out = run_printing(&study)?;
+    if let Some(m) = &study.methods {
+        common::unique_list("--methods", m)?;
+    }
+    common::unique_list("--steps", &study.steps)?;
+    study.validate().map_err(common::param)?;
     let json_path = args.json.clone().unwrap_or_else(|| {
         PathBuf::from(format!("studies/results/learned_{}.json", study.label()))
     });
-    write_json(&json_path, &out.doc).map_err(failed)?;
     let stem = args
         .figure
         .clone()
         .unwrap_or_else(|| PathBuf::from("figures/learned"));
-    common::save_figures(&stem, &out.figures)?;
+    common::check_output("--json", &json_path)?;
+    common::check_figures("--figure", &stem, &study.figures())?;
+    let out = run_printing(&study)?;
+    write_json(&json_path, &out.doc).map_err(failed)?;
+    for w in common::save_figures(&stem, &out.figures) {
+        eprintln!("wrote {}", w.display());
+    }
     Ok(())
 }
 

@@ -143,9 +143,22 @@ fn study(args: &Args) -> PathKlStudy {
 
 fn run(args: &Args) -> Result<(), Outcome> {
     let study = study(args);
+    common::unique_list("--families", &study.families)?;
+    common::unique_list("--steps", &study.steps)?;
     study.validate().map_err(common::param)?;
     let stem = study.default_stem().map_err(common::param)?;
     let pool = common::thread_pool(args.threads)?;
+    let json_path = args
+        .json
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("studies/results/{stem}.json")));
+    let fig_path = args
+        .figure
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("figures/{stem}")));
+    // Every output path is proved writable before the sweep runs (exit 2 naming the flag).
+    common::check_output("--json", &json_path)?;
+    common::check_figures("--figure", &fig_path, &study.figures())?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
@@ -160,16 +173,10 @@ fn run(args: &Args) -> Result<(), Outcome> {
         .map_err(|e| common::study_error(e, true))?;
     obs.0.finish_and_clear();
     print!("{}", out.table);
-    let json_path = args
-        .json
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("studies/results/{stem}.json")));
-    let fig_path = args
-        .figure
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("figures/{stem}")));
+    // The JSON first (it is the result), then the figures, which never fail the run.
     common::write_json(&json_path, &out.doc).map_err(Outcome::Failed)?;
-    common::save_figures(&fig_path, &out.figures)?;
-    eprintln!("wrote {}.svg/.png", fig_path.display());
+    for w in common::save_figures(&fig_path, &out.figures) {
+        eprintln!("wrote {}", w.display());
+    }
     Ok(())
 }

@@ -82,7 +82,12 @@ fn run(args: &Args) -> Result<(), Outcome> {
         analytic_samples: args.analytic_samples,
         seed: args.seed,
     };
+    common::unique_list("--data", &study.data)?;
+    common::unique_list("--families", &study.families)?;
+    common::unique_list("--steps", &study.steps)?;
     study.validate().map_err(common::param)?;
+    common::check_output("--json", &args.json)?;
+    common::check_figures("--figure", &args.figure, &study.figures())?;
     if let Some(t) = args.threads {
         if t == 0 {
             return Err(Outcome::from(bad(anyhow::anyhow!(
@@ -98,7 +103,10 @@ fn run(args: &Args) -> Result<(), Outcome> {
     let (out, _) = run_all(&study, &bar).map_err(|e| common::study_error(e, false))?;
     bar.0.finish_and_clear();
     print!("{}", out.table);
-    common::save_figures(&args.figure, &out.figures)?;
+    // The JSON first (it is the result), then the figures, which never fail the run.
     common::write_json(&args.json, &out.doc).map_err(failed)?;
+    for w in common::save_figures(&args.figure, &out.figures) {
+        eprintln!("wrote {}", w.display());
+    }
     Ok(())
 }

@@ -16,7 +16,10 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use covlab::study::check::drift_table;
 use covlab::study::file::discover;
-use covlab::study::runner::{check, compute, compute_shard, currency, merge, write_outputs};
+use covlab::study::runner::{
+    check, check_outputs, compute, compute_shard, currency, merge, write_outputs,
+};
+use covlab::study::shard::select_set;
 use covlab::study::{Currency, Observer, Shard, ShardFile, StudyError, StudyFile};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -101,10 +104,35 @@ fn load_all(args: &Args, files: &[PathBuf], all: bool) -> Result<Vec<StudyFile>,
     } else {
         files.to_vec()
     };
-    paths
+    let studies: Vec<StudyFile> = paths
         .iter()
         .map(|p| StudyFile::load(p).map_err(outcome))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // Two study files writing the same output would silently overwrite each other.
+    let clashes = covlab::study::file::collisions(&studies);
+    if !clashes.is_empty() {
+        let list: Vec<String> = clashes
+            .iter()
+            .map(|(p, a, b)| format!("{} is written by both `{a}` and `{b}`", p.display()))
+            .collect();
+        return Err(common::bad(anyhow::anyhow!(
+            "study outputs collide: {}",
+            list.join("; ")
+        ))
+        .into());
+    }
+    Ok(studies)
+}
+
+/// Prints the files written and, as warnings, the figures that could not be written (they
+/// never fail the run: the JSON is the result).
+fn report(written: &covlab::study::Written) {
+    for w in &written.files {
+        eprintln!("  wrote {}", w.display());
+    }
+    for (stem, e) in &written.figure_errors {
+        eprintln!("warning: figure {stem} not written: {e}");
+    }
 }
 
 fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool, Outcome> {
@@ -156,6 +184,16 @@ fn shard_dir(args: &Args, dir: &Option<PathBuf>) -> PathBuf {
 }
 
 fn run(args: &Args) -> Result<bool, Outcome> {
+    if !args.root.is_dir() {
+        let what = if args.root.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        return Err(
+            common::bad(anyhow::anyhow!("`--root`: {} {what}", args.root.display())).into(),
+        );
+    }
     match &args.command {
         Command::Run {
             files,
@@ -173,6 +211,20 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                 .transpose()
                 .map_err(common::param)?;
             let studies = load_all(args, files, *all)?;
+            // Every output path is proved writable before any study computes (exit 2).
+            for file in &studies {
+                match shard {
+                    None => {
+                        for w in check_outputs(file).map_err(outcome)? {
+                            eprintln!("warning: {w}");
+                        }
+                    }
+                    Some(s) => {
+                        let p = shard_dir(args, dir).join(s.file_name(&file.name));
+                        common::check_output("--shard-dir", &p)?;
+                    }
+                }
+            }
             let pool = pool(*threads)?;
             let n = studies.len();
             for (i, file) in studies.iter().enumerate() {
@@ -190,10 +242,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                         let computed = pool.install(|| compute(file, &bar)).map_err(outcome)?;
                         bar.0.finish_and_clear();
                         print!("{}", computed.assembled.table);
-                        let written = write_outputs(file, &computed).map_err(outcome)?;
-                        for w in &written {
-                            eprintln!("  wrote {}", w.display());
-                        }
+                        report(&write_outputs(file, &computed).map_err(outcome)?);
                     }
                     Some(s) => {
                         let bar = Cells::new(&file.name, s.cells(cells).len());
@@ -225,12 +274,31 @@ fn run(args: &Args) -> Result<bool, Outcome> {
             let studies = load_all(args, files, false)?;
             let dir = shard_dir(args, dir);
             for file in &studies {
-                let shards = read_shards(&dir, &file.name)?;
-                let computed = merge(file, &shards).map_err(outcome)?;
-                print!("{}", computed.assembled.table);
-                for w in write_outputs(file, &computed).map_err(outcome)? {
-                    eprintln!("  wrote {}", w.display());
+                for w in check_outputs(file).map_err(outcome)? {
+                    eprintln!("warning: {w}");
                 }
+            }
+            for file in &studies {
+                let (paths, shards) = read_shards(&dir, file)?;
+                // A shard whose cells do not have the kind's shape (a `"NaN"` string where a
+                // number belongs) is the input's fault: exit 2 naming the shard files.
+                let computed = merge(file, &shards).map_err(|e| match e {
+                    e @ StudyError::Json { .. } => {
+                        common::bad(anyhow::Error::from(e).context(format!(
+                            "merge: the cells of {} do not have the shape `{}` writes",
+                            paths
+                                .iter()
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            file.study.kind()
+                        )))
+                        .into()
+                    }
+                    e => outcome(e),
+                })?;
+                print!("{}", computed.assembled.table);
+                report(&write_outputs(file, &computed).map_err(outcome)?);
                 eprintln!("{}: merged {} shards", file.name, shards.len());
             }
             Ok(true)
@@ -337,9 +405,10 @@ fn rel<'a>(p: &'a Path, root: &Path) -> &'a Path {
     p.strip_prefix(root).unwrap_or(p)
 }
 
-/// Every shard output of study `name` in `dir`.
-fn read_shards(dir: &Path, name: &str) -> Result<Vec<ShardFile>, Outcome> {
-    let prefix = format!("{name}.shard-");
+/// The shard outputs of study `file` in `dir` to merge (one set; [`select_set`]) and their
+/// paths; says on stderr which stale files it ignored.
+fn read_shards(dir: &Path, file: &StudyFile) -> Result<(Vec<PathBuf>, Vec<ShardFile>), Outcome> {
+    let prefix = format!("{}.shard-", file.name);
     let entries = std::fs::read_dir(dir)
         .map_err(|e| common::bad(anyhow::anyhow!("{}: {e}", dir.display())))?;
     let mut paths: Vec<PathBuf> = entries
@@ -359,12 +428,31 @@ fn read_shards(dir: &Path, name: &str) -> Result<Vec<ShardFile>, Outcome> {
         ))
         .into());
     }
-    paths
+    let files = paths
         .iter()
         .map(|p| {
-            let v = covlab::study::read_json(p).map_err(outcome)?;
-            serde_json::from_value(v)
-                .map_err(|e| common::bad(anyhow::anyhow!("{}: {e}", p.display())).into())
+            // A truncated or malformed shard is the input's fault: exit 2 naming its path.
+            let v = covlab::study::read_json(p)
+                .map_err(|e| common::bad(anyhow::Error::from(e).context("shard file")))?;
+            let s: ShardFile = serde_json::from_value(v).map_err(|e| {
+                common::bad(anyhow::Error::from(e).context(format!("shard file {}", p.display())))
+            })?;
+            Ok((p.clone(), s))
         })
-        .collect()
+        .collect::<Result<Vec<_>, Outcome>>()?;
+    let (chosen, ignored) = select_set(&file.sha256, files).map_err(outcome)?;
+    for p in &ignored {
+        eprintln!(
+            "{}: ignoring {} (not in the complete set of shards)",
+            file.name,
+            p.display()
+        );
+    }
+    let ignored: std::collections::HashSet<&PathBuf> = ignored.iter().collect();
+    let kept = paths
+        .iter()
+        .filter(|p| !ignored.contains(p))
+        .cloned()
+        .collect();
+    Ok((kept, chosen))
 }

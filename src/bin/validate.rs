@@ -102,7 +102,10 @@ fn run(args: &Args) -> Result<bool, Outcome> {
         perturb: args.perturb,
         seed: args.seed,
     };
+    common::unique_list("--data", &study.data)?;
+    common::unique_list("--families", &study.families)?;
     study.validate().map_err(common::param)?;
+    common::check_output("--json", &args.json)?;
     let bar = common::Bar::new("validate: parts", study.cells().map_err(failed)?.len());
     let (out, wall) = run_all(&study, &bar).map_err(|e| common::study_error(e, false))?;
     bar.0.finish_and_clear();

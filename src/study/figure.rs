@@ -93,16 +93,29 @@ impl Figure {
                 range,
                 scale,
             } => {
-                if let Some(dir) = path_stem.parent() {
-                    if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir).map_err(PlotError::Io)?;
-                    }
-                }
                 let path = PathBuf::from(format!("{}.png", path_stem.display()));
                 save_image_grid(images, *shape, *cols, *range, *scale, &path)
             }
         }
     }
+}
+
+/// Saves every figure of `figures` under `stem` + suffix, going on after a failed one;
+/// returns the files written and, per failed figure, its suffix and error.
+#[must_use]
+pub fn save_each(
+    stem: &Path,
+    figures: &[(String, Figure)],
+) -> (Vec<PathBuf>, Vec<(String, PlotError)>) {
+    let mut written = Vec::new();
+    let mut failed = Vec::new();
+    for (suffix, fig) in figures {
+        match save_one(stem, suffix, fig) {
+            Ok(w) => written.extend(w),
+            Err(e) => failed.push((suffix.clone(), e)),
+        }
+    }
+    (written, failed)
 }
 
 /// Saves every figure of `figures` under `stem` + suffix; returns the files written.
@@ -112,15 +125,18 @@ impl Figure {
 pub fn save_all(stem: &Path, figures: &[(String, Figure)]) -> Result<Vec<PathBuf>, PlotError> {
     let mut written = Vec::new();
     for (suffix, fig) in figures {
-        let s = PathBuf::from(format!("{}{suffix}", stem.display()));
-        fig.save(&s)?;
-        written.extend(
-            FigureName {
-                suffix: suffix.clone(),
-                extensions: fig.extensions(),
-            }
-            .paths(stem),
-        );
+        written.extend(save_one(stem, suffix, fig)?);
     }
     Ok(written)
+}
+
+/// Saves `fig` under `stem` + `suffix`; returns its files.
+fn save_one(stem: &Path, suffix: &str, fig: &Figure) -> Result<Vec<PathBuf>, PlotError> {
+    let s = PathBuf::from(format!("{}{suffix}", stem.display()));
+    fig.save(&s)?;
+    Ok(FigureName {
+        suffix: suffix.to_string(),
+        extensions: fig.extensions(),
+    }
+    .paths(stem))
 }

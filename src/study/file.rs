@@ -181,9 +181,21 @@ impl StudyFile {
     /// [`StudyError::Param`] (a value out of its domain, e.g. an unknown preset) and
     /// [`StudyError::Invalid`] (outputs or tolerances), each naming the file and the key.
     pub fn load(path: &Path) -> Result<Self, StudyError> {
-        let bytes = std::fs::read(path).map_err(|source| StudyError::Io {
+        let input = |what: &str, source| StudyError::Input {
             path: path.to_path_buf(),
+            what: what.to_string(),
             source,
+        };
+        if path.is_dir() {
+            return Err(input("is a directory, expected a study file (.toml)", None));
+        }
+        let bytes = std::fs::read(path).map_err(|e| {
+            let what = if e.kind() == std::io::ErrorKind::NotFound {
+                "no such study file"
+            } else {
+                "cannot read the study file"
+            };
+            input(what, Some(e))
         })?;
         let text = String::from_utf8(bytes.clone()).map_err(|e| StudyError::Syntax {
             path: path.to_path_buf(),
@@ -223,6 +235,18 @@ impl StudyFile {
             .check
             .validate()
             .map_err(|(key, message)| invalid(&key, message))?;
+        // Outputs stay under the root: relative paths without `..` (a study file cannot
+        // overwrite files outside the repository).
+        for (key, p) in [
+            ("outputs.json", Some(&parsed.outputs.json)),
+            ("outputs.figure", parsed.outputs.figure.as_ref()),
+        ] {
+            if let Some(p) = p {
+                if let Err(message) = ensure_under_root(p) {
+                    return Err(invalid(key, message));
+                }
+            }
+        }
         let figures = parsed.study.figures();
         if !figures.is_empty() && parsed.outputs.figure.is_none() {
             return Err(invalid(
@@ -282,6 +306,47 @@ impl StudyFile {
     pub fn figure_names(&self) -> Vec<FigureName> {
         self.study.figures()
     }
+}
+
+/// `Ok` when `p` is a relative path made of plain names (and `.`): it cannot leave the root.
+fn ensure_under_root(p: &Path) -> Result<(), String> {
+    use std::path::Component;
+    let escapes = p
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if escapes || p.as_os_str().is_empty() || p.file_name().is_none() {
+        Err(format!(
+            "a relative path under the root without `..`, got `{}`",
+            p.display()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Output files that two study files both write: `(path, first study, second study)` per
+/// collision (running either would silently overwrite the other's result).
+#[must_use]
+pub fn collisions(files: &[StudyFile]) -> Vec<(PathBuf, String, String)> {
+    let mut owner: std::collections::BTreeMap<PathBuf, &str> = std::collections::BTreeMap::new();
+    let mut out = Vec::new();
+    for f in files {
+        for p in f.output_paths() {
+            // Compare lexically normalised paths (`./a` and `a` are the same file).
+            let key: PathBuf = p
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect();
+            match owner.get(&key) {
+                Some(&first) if first != f.name => out.push((p, first.to_string(), f.name.clone())),
+                Some(_) => {}
+                None => {
+                    owner.insert(key, &f.name);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The study files under `root/studies` (`*.toml`), sorted by name.

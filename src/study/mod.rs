@@ -61,7 +61,8 @@ pub use figure::{Figure, FigureName};
 pub use file::{Outputs, StudyFile};
 pub use provenance::Provenance;
 pub use runner::{
-    check, compute, compute_shard, currency, merge, write_outputs, CheckOutcome, Computed, Currency,
+    check, check_outputs, compute, compute_shard, currency, merge, write_outputs, CheckOutcome,
+    Computed, Currency, Written,
 };
 pub use shard::{Shard, ShardFile};
 
@@ -120,8 +121,9 @@ impl ParamError {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum StudyError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written (the message names the path; the OS error is the
+    /// source, printed once by `{:#}` chains).
+    #[error("{}", .path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -171,6 +173,18 @@ pub enum StudyError {
     /// A parameter value is invalid (no file: the kind was built in code).
     #[error(transparent)]
     BadParam(#[from] ParamError),
+    /// An input file (a study file, a shard) is missing, a directory or unreadable: the
+    /// user's input (exit 2). The OS error, if any, is the source.
+    #[error("{}: {what}", .path.display())]
+    Input {
+        /// The path given.
+        path: PathBuf,
+        /// What is wrong (`not found`, `is a directory`, ...).
+        what: String,
+        /// The OS error, if any.
+        #[source]
+        source: Option<std::io::Error>,
+    },
     /// A study file's other sections are invalid (outputs, check).
     #[error("{path}: key `{key}`: {message}")]
     Invalid {
@@ -181,11 +195,15 @@ pub enum StudyError {
         /// What was expected.
         message: String,
     },
+    /// An output file could not be checked or written.
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     /// A computation failed.
     #[error(transparent)]
     Covlab(#[from] crate::Error),
-    /// A cell value or shard file does not have the shape its kind writes.
-    #[error("{what}: {source}")]
+    /// A cell value or shard file does not have the shape its kind writes (the JSON error is
+    /// the source).
+    #[error("{what}")]
     Json {
         /// What was being read.
         what: String,
@@ -274,6 +292,7 @@ impl StudyError {
                 | StudyError::Param { .. }
                 | StudyError::BadParam(_)
                 | StudyError::Invalid { .. }
+                | StudyError::Input { .. }
                 | StudyError::Merge(_)
         )
     }
@@ -378,25 +397,18 @@ pub fn run_all(study: &dyn StudyKind, obs: &dyn Observer) -> Result<(Assembled, 
     Ok((study.assemble(&cells, &info)?, wall))
 }
 
-/// Writes `doc` as pretty JSON with a trailing newline, creating the directory.
+/// Writes `doc` as pretty JSON with a trailing newline, creating the directory; atomically
+/// ([`crate::output::write_atomic`]: a killed run leaves the previous file intact).
 ///
 /// # Errors
 /// I/O errors, naming the file.
 pub fn write_json(path: &Path, doc: &Value) -> Result<(), StudyError> {
-    let io = |source| StudyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-    }
     let text = serde_json::to_string_pretty(doc).map_err(|source| StudyError::Json {
         what: path.display().to_string(),
         source,
     })?;
-    std::fs::write(path, text + "\n").map_err(io)
+    crate::output::write_bytes_atomic(path, (text + "\n").as_bytes())?;
+    Ok(())
 }
 
 /// Reads and parses a JSON file.
@@ -448,6 +460,29 @@ pub fn data_label(data: &str) -> String {
     }
 }
 
+/// `Err(ParamError)` for `key` when a list repeats an entry (`--data grid9,grid9` would
+/// compute and report the same rows twice), naming the first repeated entry.
+///
+/// # Errors
+/// A [`ParamError`] naming `key` and the entry.
+pub fn ensure_unique<T: PartialEq + std::fmt::Display>(
+    key: &'static str,
+    items: &[T],
+) -> Result<(), ParamError> {
+    match items
+        .iter()
+        .enumerate()
+        .find(|(i, x)| items[..*i].contains(x))
+    {
+        None => Ok(()),
+        Some((_, x)) => Err(ParamError::new(
+            key,
+            "a list without repeated entries",
+            format!("`{x}` twice"),
+        )),
+    }
+}
+
 /// The largest T a sweep accepts: 2^20 steps. Per-step state (grid times, nodes, chains)
 /// grows linearly in T: `--steps 10000000` reached 4.4 GB in 4 s without finishing; the
 /// committed sweeps go to 2^18.
@@ -458,7 +493,7 @@ pub(crate) fn ensure_steps(steps: &[usize]) -> Result<(), ParamError> {
     ensure(
         !steps.is_empty() && steps.iter().all(|&t| (1..=MAX_STEPS).contains(&t)),
         "steps",
-        "every T in 1..=1048576 (2^20: memory grows linearly in T)",
+        "every T >= 1 and <= 1048576 (2^20: memory grows linearly in T)",
         steps,
     )
 }

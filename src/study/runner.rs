@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::check::compare;
-use super::figure::save_all;
+use super::figure::save_each;
 use super::provenance::{git_commit, git_dirty, Provenance};
 use super::shard::{merge_cells, CellOutput, Shard, ShardFile};
 use super::{read_json, write_json, Assembled, Drift, Observer, RunInfo, StudyError, StudyFile};
@@ -153,12 +153,65 @@ pub fn merge(file: &StudyFile, shards: &[ShardFile]) -> Result<Computed, StudyEr
     })
 }
 
-/// Writes the results JSON and the figures; returns the files written.
+/// Checks, before any computation, that every output of `file` can be written (directories
+/// created, a temporary file created and removed beside each, none a directory). A figure
+/// never fails a run (the JSON is the result): the figure problems are returned as
+/// warnings (`outputs.figure: ...`).
 ///
 /// # Errors
-/// I/O or drawing errors; [`StudyError::Outputs`] when the kind produced other figures than
+/// [`StudyError::Invalid`] naming the study file, the key `outputs.json` and the path with
+/// the OS error.
+pub fn check_outputs(file: &StudyFile) -> Result<Vec<String>, StudyError> {
+    let check = |key: &str, p: &std::path::Path| {
+        crate::output::check_writable(p).map_err(|e| StudyError::Invalid {
+            path: file.path.clone(),
+            key: key.to_string(),
+            message: anyhow_chain(&e),
+        })
+    };
+    check("outputs.json", &file.json_path())?;
+    let mut warnings = Vec::new();
+    if let Some(stem) = file.figure_stem() {
+        for f in file.study.figures() {
+            for p in f.paths(&stem) {
+                if let Err(e) = check("outputs.figure", &p) {
+                    warnings.push(e.to_string());
+                }
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// An error and its sources joined by `: ` (each once).
+fn anyhow_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// What [`write_outputs`] wrote, and the figures it could not write (which do not fail the
+/// run: the JSON is the result).
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The files written (the JSON first).
+    pub files: Vec<PathBuf>,
+    /// Per figure not written: its suffix and the error, with its sources.
+    pub figure_errors: Vec<(String, String)>,
+}
+
+/// Writes the results JSON, then the figures (atomically); returns the files written and
+/// the figures that could not be drawn or written.
+///
+/// # Errors
+/// I/O errors of the JSON; [`StudyError::Outputs`] when the kind produced other figures than
 /// it declares.
-pub fn write_outputs(file: &StudyFile, computed: &Computed) -> Result<Vec<PathBuf>, StudyError> {
+pub fn write_outputs(file: &StudyFile, computed: &Computed) -> Result<Written, StudyError> {
     let mut produced: Vec<String> = computed
         .assembled
         .figures
@@ -177,9 +230,17 @@ pub fn write_outputs(file: &StudyFile, computed: &Computed) -> Result<Vec<PathBu
     }
     let json = file.json_path();
     write_json(&json, &computed.doc())?;
-    let mut written = vec![json];
+    let mut written = Written {
+        files: vec![json],
+        figure_errors: Vec::new(),
+    };
     if let Some(stem) = file.figure_stem() {
-        written.extend(save_all(&stem, &computed.assembled.figures)?);
+        let (files, errors) = save_each(&stem, &computed.assembled.figures);
+        written.files.extend(files);
+        written.figure_errors = errors
+            .iter()
+            .map(|(suffix, e)| (format!("{}{suffix}", stem.display()), anyhow_chain(e)))
+            .collect();
     }
     Ok(written)
 }

@@ -132,6 +132,82 @@ pub fn merge_cells(sha256: &str, shards: &[ShardFile]) -> Result<Vec<Value>, Stu
         .collect()
 }
 
+/// Which shard files of a directory to merge: all of them when they form one set (one count,
+/// one cell total, one study-file hash; [`merge_cells`] then says what does not fit), else
+/// the one complete set of this study file (`sha256`), every index `0..count` present
+/// exactly once; returns the chosen shards and the paths of the files ignored.
+///
+/// # Errors
+/// [`StudyError::Merge`] listing the sets found when there is no complete set of this study
+/// file, or more than one.
+pub fn select_set(
+    sha256: &str,
+    files: Vec<(std::path::PathBuf, ShardFile)>,
+) -> Result<(Vec<ShardFile>, Vec<std::path::PathBuf>), StudyError> {
+    type Key = (usize, usize, String);
+    let key =
+        |s: &ShardFile| -> Key { (s.shard.count, s.total_cells, s.study_file_sha256.clone()) };
+    let mut keys: Vec<Key> = files.iter().map(|(_, s)| key(s)).collect();
+    keys.sort();
+    keys.dedup();
+    if keys.len() <= 1 {
+        return Ok((files.into_iter().map(|(_, s)| s).collect(), Vec::new()));
+    }
+    let complete = |k: &Key| {
+        let mut idx: Vec<usize> = files
+            .iter()
+            .filter(|(_, s)| &key(s) == k)
+            .map(|(_, s)| s.shard.index)
+            .collect();
+        idx.sort_unstable();
+        idx == (0..k.0).collect::<Vec<_>>()
+    };
+    let chosen: Vec<&Key> = keys
+        .iter()
+        .filter(|k| k.2 == sha256 && complete(k))
+        .collect();
+    if let [k] = chosen[..] {
+        let k = k.clone();
+        let (mine, others): (Vec<_>, Vec<_>) = files.into_iter().partition(|(_, s)| key(s) == k);
+        return Ok((
+            mine.into_iter().map(|(_, s)| s).collect(),
+            others.into_iter().map(|(p, _)| p).collect(),
+        ));
+    }
+    let sets: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let mut idx: Vec<usize> = files
+                .iter()
+                .filter(|(_, s)| &key(s) == k)
+                .map(|(_, s)| s.shard.index)
+                .collect();
+            idx.sort_unstable();
+            format!(
+                "shards {idx:?} of {} ({} cells, study file sha256 {}{}{})",
+                k.0,
+                k.1,
+                &k.2[..k.2.len().min(12)],
+                if k.2 == sha256 {
+                    ", this study file"
+                } else {
+                    ", another study file"
+                },
+                if complete(k) {
+                    ", complete"
+                } else {
+                    ", incomplete"
+                }
+            )
+        })
+        .collect();
+    Err(StudyError::Merge(format!(
+        "{} complete set(s) of shards of this study file, expected exactly one; found: {}",
+        chosen.len(),
+        sets.join("; ")
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

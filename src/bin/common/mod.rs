@@ -80,19 +80,61 @@ pub fn finish_check(result: Result<bool, Outcome>) {
     }
 }
 
-/// Writes `doc` as pretty JSON to `path` (creating its directory) and says so on stderr.
+/// Writes `doc` as pretty JSON to `path` (creating its directory; atomically: a killed run
+/// leaves the previous file intact) and says so on stderr.
 #[allow(dead_code)]
 pub fn write_json(path: &std::path::Path, doc: &serde_json::Value) -> anyhow::Result<()> {
-    use anyhow::Context;
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-    }
-    std::fs::write(path, serde_json::to_string_pretty(doc)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
+    covlab::output::write_bytes_atomic(
+        path,
+        (serde_json::to_string_pretty(doc)? + "\n").as_bytes(),
+    )?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// Checks, before any computation, that the output `path` of `flag` can be written (its
+/// directory created, a temporary file created and removed there, not a directory): bad input
+/// naming the flag otherwise.
+#[allow(dead_code)]
+pub fn check_output(flag: &str, path: &std::path::Path) -> Result<(), Outcome> {
+    covlab::output::check_writable(path).map_err(|e| {
+        Outcome::Bad(BadInput(
+            anyhow::Error::from(e).context(format!("`{flag}`")),
+        ))
+    })
+}
+
+/// Checks every file the figures `names` write under `stem` before any computation, as
+/// [`check_output`]; a figure never fails a run (the JSON is the result), so a problem is a
+/// warning on stderr naming `flag`, and the run goes on to write its JSON.
+#[allow(dead_code, clippy::unnecessary_wraps)]
+pub fn check_figures(
+    flag: &str,
+    stem: &std::path::Path,
+    names: &[covlab::study::FigureName],
+) -> Result<(), Outcome> {
+    for n in names {
+        for p in n.paths(stem) {
+            if let Err(e) = covlab::output::check_writable(&p) {
+                eprintln!(
+                    "warning: `{flag}`: {:#}; the JSON will be written, this figure not",
+                    anyhow::Error::from(e)
+                );
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a comma list of `flag` with a repeated entry (bad input naming the flag and the
+/// entry): `--data grid9,grid9` would compute and report the same rows twice.
+#[allow(dead_code)]
+pub fn unique_list<T: PartialEq + std::fmt::Display>(
+    flag: &'static str,
+    items: &[T],
+) -> Result<(), Outcome> {
+    covlab::study::ensure_unique(flag.trim_start_matches('-'), items).map_err(param)
 }
 
 /// A parameter error as bad input, the key written as the flag (`--steps`).
@@ -155,13 +197,23 @@ impl covlab::study::Observer for InnerBar {
     }
 }
 
-/// Saves the assembled figures under `stem` (creating directories).
+/// Saves the assembled figures under `stem` (creating directories) after the JSON is written:
+/// a figure that cannot be drawn or written is reported on stderr and never fails the run (the
+/// JSON is the result). Returns the files written.
 #[allow(dead_code)]
 pub fn save_figures(
     stem: &std::path::Path,
     figures: &[(String, covlab::study::Figure)],
-) -> Result<Vec<std::path::PathBuf>, Outcome> {
-    covlab::study::figure::save_all(stem, figures).map_err(failed)
+) -> Vec<std::path::PathBuf> {
+    let (written, errors) = covlab::study::figure::save_each(stem, figures);
+    for (suffix, e) in errors {
+        eprintln!(
+            "warning: figure {}{suffix} not written: {:#}",
+            stem.display(),
+            anyhow::Error::from(e)
+        );
+    }
+    written
 }
 
 /// The most worker threads a binary starts: results are identical for any count, and more
