@@ -207,3 +207,224 @@ fn bad_input_exits_2_naming_the_problem() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The committed checkpoints (`studies/models`).
+fn committed_models() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/models")
+}
+
+/// Copies the committed checkpoint `from` (`<data>/<file>`) to `<models>/<to>`.
+fn copy_committed(models: &Path, from: &str, to: &str) {
+    let dst = models.join(to);
+    std::fs::create_dir_all(dst.parent().expect("parent")).expect("dir");
+    std::fs::copy(committed_models().join(from), &dst).expect("copy checkpoint");
+}
+
+/// `learned eval --data grid9 --steps 5 --mmd-steps none --models <models> <extra>` must exit
+/// 2 naming `--models`, the file `file` and every one of `needles`.
+fn expect_bad_checkpoint(models: &Path, extra: &[&str], file: &str, needles: &[&str]) {
+    let out = bin()
+        .args([
+            "eval",
+            "--data",
+            "grid9",
+            "--steps",
+            "5",
+            "--mmd-steps",
+            "none",
+        ])
+        .args(extra)
+        .arg("--models")
+        .arg(models)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+    for n in ["`--models`", file].iter().chain(needles) {
+        assert!(err.contains(n), "{extra:?}: `{n}` not in {err}");
+    }
+}
+
+#[test]
+fn checkpoints_are_checked_against_the_run() {
+    let dir = common::tmp_dir("learned-ckpt");
+    // mog40's score network in grid9's slot: both D = 2, so only the recorded data set tells.
+    let m1 = dir.join("wrong-data");
+    copy_committed(&m1, "mog40/score.safetensors", "grid9/score.safetensors");
+    expect_bad_checkpoint(
+        &m1,
+        &["--score", "learned", "--methods", "beta"],
+        "score.safetensors",
+        &[
+            "trained on mog40",
+            "expected a score network trained on grid9",
+        ],
+    );
+    // The ocm head trained against the exact score in the learned slot.
+    let m2 = dir.join("wrong-score");
+    copy_committed(&m2, "grid9/score.safetensors", "grid9/score.safetensors");
+    copy_committed(
+        &m2,
+        "grid9/ocm-exact.safetensors",
+        "grid9/ocm-learned.safetensors",
+    );
+    expect_bad_checkpoint(
+        &m2,
+        &["--score", "learned", "--methods", "ocm"],
+        "ocm-learned.safetensors",
+        &["against the exact score", "expected the ocm head"],
+    );
+    // A head of another kind in the ocm slot: say what was found.
+    let m3 = dir.join("wrong-kind");
+    copy_committed(
+        &m3,
+        "grid9/npr-exact.safetensors",
+        "grid9/ocm-exact.safetensors",
+    );
+    expect_bad_checkpoint(
+        &m3,
+        &["--methods", "ocm"],
+        "ocm-exact.safetensors",
+        &["holds the npr head", "expected the ocm head"],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_checkpoint_with_a_nan_weight_is_refused() {
+    use covlab::gpu::learned::{load_head, save_head, Head, TimeMlp};
+    let dir = common::tmp_dir("learned-nan");
+    let device = covlab::gpu::candle_core::Device::Cpu;
+    let (head, meta) = load_head(
+        &committed_models().join("grid9/ocm-exact.safetensors"),
+        &device,
+    )
+    .expect("committed head");
+    let mut params: Vec<covlab::gpu::candle_core::Tensor> = head.mlp().params().to_vec();
+    let b = &params[1];
+    let mut v: Vec<f32> = b.flatten_all().and_then(|t| t.to_vec1()).expect("bias");
+    v[0] = f32::NAN;
+    params[1] = covlab::gpu::candle_core::Tensor::from_vec(v, b.dims(), &device).expect("tensor");
+    let mlp = TimeMlp::from_params(meta.shape, params, &device).expect("same shape");
+    let bad = Head::from_parts(head.kind(), mlp, meta.prior.clone(), &device);
+    let path = dir.join("models/grid9/ocm-exact.safetensors");
+    save_head(&path, &bad, &meta).expect("save");
+    // The library refuses it ...
+    let e = load_head(&path, &device).expect_err("NaN weight");
+    assert!(e.to_string().contains("`b0`"), "{e}");
+    // ... and so does the binary, before any computation.
+    expect_bad_checkpoint(
+        &dir.join("models"),
+        &["--methods", "ocm"],
+        "ocm-exact.safetensors",
+        &["non-finite", "`b0`"],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn single_steps_layers_and_missing_image_checkpoints_are_bad_input() {
+    let dir = common::tmp_dir("learned-bad2");
+    let m = dir.join("models");
+    let m = m.to_str().expect("utf8 path");
+    // beta-tilde's (and iddpm's) last step to the data borrows the next step's variance.
+    for method in ["beta-tilde", "iddpm"] {
+        expect_bad(
+            &[
+                "eval",
+                "--data",
+                "grid9",
+                "--methods",
+                method,
+                "--steps",
+                "1",
+                "--mmd-steps",
+                "none",
+                "--models",
+                m,
+            ],
+            "`--steps`",
+        );
+    }
+    // `--layers 0` names `--layers`, not `--hidden`.
+    let out = bin()
+        .args(["train", "--data", "grid9", "--layers", "0", "--out", m])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`--layers`") && !err.contains("--hidden"),
+        "{err}"
+    );
+    expect_bad(
+        &["train", "--data", "grid9", "--hidden", "0", "--out", m],
+        "`--hidden`",
+    );
+    // digits32 has no checkpoints: refused at once, before its dense mixture (D = 1024) is
+    // built (which alone took over 60 s before the checkpoints were checked first).
+    let committed = committed_models();
+    let start = std::time::Instant::now();
+    let out = bin()
+        .args(["eval", "--data", "digits32", "--models"])
+        .arg(&committed)
+        .output()
+        .expect("runs");
+    let secs = start.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`--models`") && err.contains("digits32"),
+        "{err}"
+    );
+    // Reading a few checkpoint headers takes milliseconds; 10 s leaves room for a loaded
+    // machine while still far below the 60 s the data build takes.
+    assert!(secs < 10.0, "digits32 refused after {secs:.1} s");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_default_mmd_steps_follow_steps() {
+    let dir = common::tmp_dir("learned-mmd-default");
+    let mut cmd = bin();
+    cmd.args([
+        "eval",
+        "--data",
+        "grid9",
+        "--score",
+        "exact",
+        "--methods",
+        "diag,ocm",
+    ])
+    .args(["--steps", "10,100", "--samples", "100", "--qmc-nodes", "64"])
+    .args(["--kernels", "ddpm", "--models"])
+    .arg(committed_models());
+    let doc = common::run_for_json(cmd, &dir);
+    // The documented default: the T values of --steps among 5, 10, 25, here {10}.
+    let rows = doc["rows"].as_array().expect("rows");
+    for r in rows {
+        let t = r["T"].as_u64().expect("T");
+        assert_eq!(r["mmd"].is_number(), t == 10, "row {r}");
+    }
+    assert_eq!(rows.len(), 4, "diag and ocm at T = 10, 100: {rows:?}");
+    // No 10 or smaller among --steps: the smallest T.
+    let mut cmd = bin();
+    cmd.args([
+        "eval",
+        "--data",
+        "grid9",
+        "--score",
+        "exact",
+        "--methods",
+        "diag",
+    ])
+    .args(["--steps", "100,50", "--samples", "100", "--qmc-nodes", "64"])
+    .args(["--kernels", "ddpm", "--models"])
+    .arg(committed_models());
+    let doc = common::run_for_json(cmd, &dir);
+    for r in doc["rows"].as_array().expect("rows") {
+        let t = r["T"].as_u64().expect("T");
+        assert_eq!(r["mmd"].is_number(), t == 50, "row {r}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

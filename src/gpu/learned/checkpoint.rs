@@ -73,10 +73,13 @@ fn save(path: &Path, mlp: &TimeMlp, meta: &CheckpointMeta) -> Result<(), Learned
     candle_core::safetensors::save(&map, path).map_err(|e| ck_err(path, e.to_string()))
 }
 
-fn load(path: &Path, device: &Device) -> Result<(TimeMlp, CheckpointMeta), LearnedError> {
+fn read_map(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, LearnedError> {
     let bytes = std::fs::read(path).map_err(|e| ck_err(path, format!("cannot read ({e})")))?;
-    let map = candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| ck_err(path, format!("not a valid safetensors file ({e})")))?;
+    candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| ck_err(path, format!("not a valid safetensors file ({e})")))
+}
+
+fn meta_of(path: &Path, map: &HashMap<String, Tensor>) -> Result<CheckpointMeta, LearnedError> {
     let meta_t = map
         .get("meta_json")
         .ok_or_else(|| ck_err(path, "no `meta_json` entry (not a covlab checkpoint)"))?;
@@ -84,8 +87,22 @@ fn load(path: &Path, device: &Device) -> Result<(TimeMlp, CheckpointMeta), Learn
         .to_dtype(DType::U8)?
         .to_vec1::<u8>()
         .map_err(|e| ck_err(path, e.to_string()))?;
-    let meta: CheckpointMeta = serde_json::from_slice(&json)
-        .map_err(|e| ck_err(path, format!("unreadable configuration ({e})")))?;
+    serde_json::from_slice(&json)
+        .map_err(|e| ck_err(path, format!("unreadable configuration ({e})")))
+}
+
+/// The configuration a checkpoint records (its kind, data set, score, shape ...), without
+/// building the network.
+///
+/// # Errors
+/// [`LearnedError::Checkpoint`] for a missing or corrupt file.
+pub fn read_meta(path: &Path) -> Result<CheckpointMeta, LearnedError> {
+    meta_of(path, &read_map(path, &Device::Cpu)?)
+}
+
+fn load(path: &Path, device: &Device) -> Result<(TimeMlp, CheckpointMeta), LearnedError> {
+    let map = read_map(path, device)?;
+    let meta = meta_of(path, &map)?;
     let layers = meta.shape.layer_dims().len();
     let mut params = Vec::with_capacity(2 * layers);
     for l in 0..layers {
@@ -96,9 +113,128 @@ fn load(path: &Path, device: &Device) -> Result<(TimeMlp, CheckpointMeta), Learn
             params.push(t.to_dtype(DType::F32)?);
         }
     }
+    check_finite(path, &params)?;
     let mlp = TimeMlp::from_params(meta.shape, params, device)
         .map_err(|e| ck_err(path, e.to_string()))?;
     Ok((mlp, meta))
+}
+
+/// Every weight and bias must be finite: a NaN or infinite parameter would make every output
+/// NaN (a silent `inf` path KL), so such a file is refused on load.
+fn check_finite(path: &Path, params: &[Tensor]) -> Result<(), LearnedError> {
+    for (i, p) in params.iter().enumerate() {
+        let name = if i % 2 == 0 {
+            format!("w{}", i / 2)
+        } else {
+            format!("b{}", i / 2)
+        };
+        let v: Vec<f32> = p.flatten_all()?.to_vec1::<f32>()?;
+        if let Some((j, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(ck_err(
+                path,
+                format!("tensor `{name}` holds a non-finite value ({x} at flat index {j}): corrupt or diverged training"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a caller needs a checkpoint to be, checked against the configuration it records.
+#[derive(Clone, Copy, Debug)]
+pub struct Expected<'a> {
+    /// The data set (preset name) the model must have been trained on.
+    pub data: &'a str,
+    /// The data dimension `D` (the network must map `D -> D`).
+    pub dim: usize,
+    /// The score the evaluation serves (`exact` or `learned`): a head trained with a score
+    /// must have been trained against it (`sn`'s objective has no score and records none).
+    pub score: &'a str,
+}
+
+/// `the ocm head trained on grid9 against the exact score`, `a score network trained on mog40`.
+fn describe(meta: &CheckpointMeta) -> String {
+    let what = match meta.kind {
+        ModelKind::Score => "a score network".to_string(),
+        ModelKind::Head(k) => format!("the {} head", k.name()),
+    };
+    match &meta.score {
+        Some(s) => format!("{what} trained on {} against the {s} score", meta.data),
+        None => format!("{what} trained on {}", meta.data),
+    }
+}
+
+/// Checks a checkpoint's recorded configuration against what the caller needs: its kind
+/// (`kind`), data set and dimension and, for a head trained with a score, that score.
+///
+/// # Errors
+/// [`LearnedError::Checkpoint`] saying what the file holds and what was expected.
+pub fn check_meta(
+    path: &Path,
+    meta: &CheckpointMeta,
+    kind: ModelKind,
+    expected: &Expected<'_>,
+) -> Result<(), LearnedError> {
+    let want_score = match kind {
+        ModelKind::Score => None,
+        ModelKind::Head(k) => k.trained_with_score().then_some(expected.score),
+    };
+    let wanted = describe(&CheckpointMeta {
+        kind,
+        data: expected.data.to_string(),
+        score: want_score.map(String::from),
+        ..meta.clone()
+    });
+    let score_ok = match kind {
+        ModelKind::Score => true,
+        ModelKind::Head(_) => meta.score.as_deref() == want_score,
+    };
+    if meta.kind != kind || meta.data != expected.data || !score_ok {
+        return Err(ck_err(
+            path,
+            format!("holds {}, expected {wanted}", describe(meta)),
+        ));
+    }
+    if meta.shape.input != expected.dim || meta.shape.output != expected.dim {
+        return Err(ck_err(
+            path,
+            format!(
+                "network maps {} -> {}, the data have D = {}",
+                meta.shape.input, meta.shape.output, expected.dim
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Loads a score network and checks it was trained on `expected.data` (as [`load_score`]
+/// and [`check_meta`]).
+///
+/// # Errors
+/// As [`load_score`] and [`check_meta`].
+pub fn load_score_for(
+    path: &Path,
+    device: &Device,
+    expected: &Expected<'_>,
+) -> Result<(ScoreNet, CheckpointMeta), LearnedError> {
+    let meta = read_meta(path)?;
+    check_meta(path, &meta, ModelKind::Score, expected)?;
+    load_score(path, device)
+}
+
+/// Loads the `kind` head and checks it was trained on `expected.data` against
+/// `expected.score` (as [`load_head`] and [`check_meta`]).
+///
+/// # Errors
+/// As [`load_head`] and [`check_meta`].
+pub fn load_head_for(
+    path: &Path,
+    kind: HeadKind,
+    device: &Device,
+    expected: &Expected<'_>,
+) -> Result<(Head, CheckpointMeta), LearnedError> {
+    let meta = read_meta(path)?;
+    check_meta(path, &meta, ModelKind::Head(kind), expected)?;
+    load_head(path, device)
 }
 
 /// Saves a score network.
@@ -120,7 +256,8 @@ pub fn save_head(path: &Path, head: &Head, meta: &CheckpointMeta) -> Result<(), 
 /// Loads a score network (frozen: plain-tensor parameters).
 ///
 /// # Errors
-/// [`LearnedError::Checkpoint`] for a missing, corrupt or wrong-kind file.
+/// [`LearnedError::Checkpoint`] for a missing, corrupt (non-finite parameters included) or
+/// wrong-kind file.
 pub fn load_score(
     path: &Path,
     device: &Device,
@@ -139,7 +276,8 @@ pub fn load_score(
 /// Loads a covariance head (frozen).
 ///
 /// # Errors
-/// [`LearnedError::Checkpoint`] for a missing, corrupt or wrong-kind file.
+/// [`LearnedError::Checkpoint`] for a missing, corrupt (non-finite parameters included) or
+/// wrong-kind file.
 pub fn load_head(path: &Path, device: &Device) -> Result<(Head, CheckpointMeta), LearnedError> {
     let (mlp, meta) = load(path, device)?;
     let ModelKind::Head(kind) = meta.kind else {
@@ -154,6 +292,7 @@ pub fn load_head(path: &Path, device: &Device) -> Result<(Head, CheckpointMeta),
 
 fn check_prior(path: &Path, meta: &CheckpointMeta) -> Result<(), LearnedError> {
     if meta.prior.mean.len() != meta.shape.input
+        || !meta.prior.mean.iter().all(|m| m.is_finite())
         || !(meta.prior.var.is_finite() && meta.prior.var > 0.0)
     {
         return Err(ck_err(path, "inconsistent prior (dimension or variance)"));

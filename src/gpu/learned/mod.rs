@@ -36,7 +36,10 @@ pub mod time_mixture;
 pub mod train;
 
 pub use chain::{Chain, CovSource, MeanSource};
-pub use checkpoint::{load_head, load_score, save_head, save_score, ModelKind};
+pub use checkpoint::{
+    check_meta, load_head, load_head_for, load_score, load_score_for, read_meta, save_head,
+    save_score, Expected, ModelKind,
+};
 pub use conditioning::{GaussianPrior, PriorNet, RowTimes, LAMBDA_SCALE};
 pub use evaluate::{
     evaluate_chains, CovErrorRow, EvalModels, EvalParams, EvalReport, EvalRow, EvalRule,

@@ -102,8 +102,14 @@ impl TrainParams {
                 "the number of Rademacher probes must be >= 1".into(),
             ));
         }
-        if self.hidden == 0 || self.layers == 0 {
-            return Err(bad("hidden", "hidden width and layers must be >= 1".into()));
+        if self.hidden == 0 {
+            return Err(bad("hidden", "the hidden width must be >= 1".into()));
+        }
+        if self.layers == 0 {
+            return Err(bad(
+                "layers",
+                "the number of hidden layers must be >= 1".into(),
+            ));
         }
         Ok(())
     }

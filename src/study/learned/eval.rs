@@ -23,11 +23,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{head_path, load_data, score_path, DataSet};
+use super::{data_dim, head_path, load_data, score_path, DataSet};
 use crate::covariance::Family;
 use crate::gpu::learned::{
-    evaluate_chains, load_head, load_score, Chain, CovErrorRow, CovSource, EvalModels, EvalParams,
-    EvalReport, EvalRow, EvalRule, Head, HeadKind, JAsymmetryRow, MeanSource, Method, ScoreNet,
+    evaluate_chains, load_head_for, load_score_for, Chain, CovErrorRow, CovSource, EvalModels,
+    EvalParams, EvalReport, EvalRow, EvalRule, Expected, Head, HeadKind, JAsymmetryRow, MeanSource,
+    Method, ScoreNet,
 };
 use crate::gpu::{
     analytic_trace_table_tensor, rows as tensor_rows, sample_tensor, NoiseSource,
@@ -67,8 +68,10 @@ pub struct LearnedEvalStudy {
     pub steps: Vec<usize>,
     /// Schedule (as `path-kl`).
     pub schedule: String,
-    /// The T values with MMD rows (a subset of `steps`; empty: no sampling).
-    pub mmd_steps: Vec<usize>,
+    /// The T values with MMD rows (a subset of `steps`; empty: no sampling; `None`: the T
+    /// values of `steps` among 5, 10, 25, or the smallest of `steps` if none is, see
+    /// [`default_mmd_steps`]).
+    pub mmd_steps: Option<Vec<usize>>,
     /// Samples per MMD cell (and exact reference draws).
     pub samples: usize,
     /// Kernels of the MMD rows: ddpm, ddim.
@@ -101,7 +104,7 @@ impl Default for LearnedEvalStudy {
             methods: None,
             steps: vec![5, 10, 25, 50, 100, 200, 1000],
             schedule: "vp-linear".into(),
-            mmd_steps: vec![5, 10, 25],
+            mmd_steps: None,
             samples: 2000,
             kernels: vec!["ddpm".into(), "ddim".into()],
             models: PathBuf::from("studies/models"),
@@ -127,17 +130,57 @@ pub fn default_methods(score: &str, dim: usize) -> String {
     m
 }
 
-/// The parameters checked and resolved.
-struct Setup {
-    data: DataSet,
+/// The parameters checked and resolved, before the data are built.
+struct Plan {
+    /// The data dimension `D`.
+    dim: usize,
     learned: bool,
     methods: Vec<Method>,
     schedule: Schedule,
     /// Sorted, without duplicates.
     steps: Vec<usize>,
+    /// The T values with MMD rows (`mmd-steps`, or its default [`default_mmd_steps`]).
+    mmd_steps: Vec<usize>,
     kernels: Vec<KernelKind>,
     rule: EvalRule,
 }
+
+/// The parameters checked and resolved, with the data.
+struct Setup {
+    plan: Plan,
+    data: DataSet,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = Plan;
+    fn deref(&self) -> &Plan {
+        &self.plan
+    }
+}
+
+/// The MMD T values when `mmd-steps` is not given: the T values of `steps` (sorted) among
+/// [`DEFAULT_MMD_STEPS`], or, when none is, the smallest T of `steps`. MMD separates the
+/// methods only at small T (from T = 50 on every method is at the 2000-sample noise floor on
+/// the 2-D presets) and it is the costliest part (one sampled chain per method, kernel and T),
+/// so the default keeps the small T values the user asked for; with the default `steps` it is
+/// 5, 10, 25.
+#[must_use]
+pub fn default_mmd_steps(steps: &[usize]) -> Vec<usize> {
+    let mut out: Vec<usize> = steps
+        .iter()
+        .copied()
+        .filter(|t| DEFAULT_MMD_STEPS.contains(t))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        out.extend(steps.iter().copied().min());
+    }
+    out
+}
+
+/// The MMD T values of the default `steps` (see [`default_mmd_steps`]).
+pub const DEFAULT_MMD_STEPS: [usize; 3] = [5, 10, 25];
 
 /// What one cell computes.
 #[derive(Clone, Copy, Debug)]
@@ -370,17 +413,19 @@ impl LearnedEvalStudy {
         self.root.join(&self.models)
     }
 
-    fn setup(&self) -> Result<Setup, ParamError> {
-        let data = load_data(&self.data)?;
+    /// The parameters checked and resolved without building the data's mixture (cheap: the
+    /// dimension of an image preset comes from its shape).
+    fn plan(&self) -> Result<Plan, ParamError> {
+        let dim = data_dim(&self.data)?;
         let learned = match self.score.as_str() {
             "exact" => false,
             "learned" => true,
             other => return Err(ParamError::new("score", "exact or learned", other)),
         };
-        let methods_text = self.methods.as_ref().map_or_else(
-            || default_methods(&self.score, data.q0.dim()),
-            |m| m.join(","),
-        );
+        let methods_text = self
+            .methods
+            .as_ref()
+            .map_or_else(|| default_methods(&self.score, dim), |m| m.join(","));
         let methods = Method::parse_list(&methods_text)
             .map_err(|e| ParamError::new("methods", "covariance methods", e))?;
         if !learned {
@@ -404,7 +449,11 @@ impl LearnedEvalStudy {
         let mut steps = self.steps.clone();
         steps.sort_unstable();
         steps.dedup();
-        if let Some(t) = self.mmd_steps.iter().find(|t| !steps.contains(t)) {
+        let mmd_steps = match &self.mmd_steps {
+            Some(m) => m.clone(),
+            None => default_mmd_steps(&steps),
+        };
+        if let Some(t) = mmd_steps.iter().find(|t| !steps.contains(t)) {
             return Err(ParamError::new(
                 "mmd-steps",
                 "T values among `steps`",
@@ -422,12 +471,12 @@ impl LearnedEvalStudy {
         crate::study::ensure_h_frac(self.h_frac)?;
         let rule = match self.rule.as_str() {
             "qmc" => EvalRule::Qmc,
-            "lattice" if data.q0.dim() <= 2 => EvalRule::Lattice,
+            "lattice" if dim <= 2 => EvalRule::Lattice,
             "lattice" => {
                 return Err(ParamError::new(
                     "rule",
                     "qmc (lattice needs D <= 2)",
-                    format!("lattice with D = {}", data.q0.dim()),
+                    format!("lattice with D = {dim}"),
                 ))
             }
             other => return Err(ParamError::new("rule", "qmc or lattice", other)),
@@ -436,7 +485,7 @@ impl LearnedEvalStudy {
         ensure(self.qmc_points >= 1, "qmc-points", ">= 1", self.qmc_points)?;
         crate::study::ensure_early_stop(self.early_stop)?;
         ensure(
-            self.samples >= 4 || self.mmd_steps.is_empty(),
+            self.samples >= 4 || mmd_steps.is_empty(),
             "samples",
             ">= 4 (MMD standard error)",
             self.samples,
@@ -446,15 +495,50 @@ impl LearnedEvalStudy {
                 ParamError::new("steps", "T values the schedule allows with early-stop", e)
             })?;
         }
-        Ok(Setup {
-            data,
+        // A single step to the data (T = 1, no early stop): beta-tilde's variance there is
+        // 0 and the clip remedy (and iddpm's clipped beta~) borrows the next step's, which
+        // does not exist.
+        if self.early_stop == 0.0 && steps.contains(&1) {
+            if let Some(m) = methods.iter().find(|m| {
+                matches!(
+                    m,
+                    Method::Family(Family::BetaTilde) | Method::Head(HeadKind::Iddpm)
+                )
+            }) {
+                return Err(ParamError::new(
+                    "steps",
+                    format!(
+                        "T >= 2 for {} with early-stop 0 (its last step to the data borrows the next step's variance)",
+                        m.name()
+                    ),
+                    "T = 1",
+                ));
+            }
+        }
+        Ok(Plan {
+            dim,
             learned,
             methods,
             schedule,
             steps,
+            mmd_steps,
             kernels,
             rule,
         })
+    }
+
+    /// [`Self::plan`], the checkpoints checked, then the data.
+    fn setup(&self) -> Result<Setup, ParamError> {
+        let plan = self.plan()?;
+        let data = load_data(&self.data)?;
+        if data.q0.dim() != plan.dim {
+            return Err(ParamError::new(
+                "data",
+                format!("data of dimension {}", plan.dim),
+                format!("D = {}", data.q0.dim()),
+            ));
+        }
+        Ok(Setup { plan, data })
     }
 
     /// The methods with an OCM-DDIM covariance whose DDIM chains are sampled: not `beta`,
@@ -480,7 +564,7 @@ impl LearnedEvalStudy {
     /// Whether the DDIM path KL is computed: DDIM chains are sampled, with an early stop of 0
     /// (the DDIM kernel's x_0 is the data at t = 0) and some method with a DDIM covariance.
     fn ddim_path_kl(&self, s: &Setup) -> bool {
-        !self.mmd_steps.is_empty()
+        !s.mmd_steps.is_empty()
             && s.kernels.contains(&KernelKind::Ddim)
             && self.early_stop == 0.0
             && !Self::ddim_methods(s).is_empty()
@@ -488,7 +572,7 @@ impl LearnedEvalStudy {
 
     fn specs(&self, s: &Setup) -> Vec<CellSpec> {
         let mut out = vec![CellSpec::PathKl];
-        if self.mmd_steps.is_empty() {
+        if s.mmd_steps.is_empty() {
             return out;
         }
         if self.ddim_path_kl(s) {
@@ -503,7 +587,7 @@ impl LearnedEvalStudy {
                     || (kernel == KernelKind::Ddim && m == Method::Head(HeadKind::Iddpm))
             };
             for &method in s.methods.iter().filter(|m| !skip(**m)) {
-                for &t in &self.mmd_steps {
+                for &t in &s.mmd_steps {
                     out.push(CellSpec::Chain { kernel, method, t });
                 }
             }
@@ -522,13 +606,21 @@ impl LearnedEvalStudy {
         }
     }
 
-    /// Loads the checkpoints (a missing or corrupt one is a bad `models` directory).
-    fn load_models(&self, s: &Setup, device: &Device) -> Result<Models, ParamError> {
+    /// Loads every checkpoint the run needs (the score network for the learned score, a
+    /// head per head method) and checks each against the run: kind, data set, dimension,
+    /// the score a head was trained against, finite weights. A missing, corrupt or
+    /// mismatched file is a bad `models` directory, named with the file.
+    fn load_models(&self, p: &Plan, device: &Device) -> Result<Models, ParamError> {
         let dir = self.models_dir();
         let bad = |e| ParamError::new("models", "a directory holding the checkpoints", e);
-        let net = if s.learned {
+        let expected = Expected {
+            data: &self.data,
+            dim: p.dim,
+            score: &self.score,
+        };
+        let net = if p.learned {
             Some(
-                load_score(&score_path(&dir, &s.data.name), device)
+                load_score_for(&score_path(&dir, &self.data), device, &expected)
                     .map_err(bad)?
                     .0,
             )
@@ -536,10 +628,10 @@ impl LearnedEvalStudy {
             None
         };
         let mut heads = Vec::new();
-        for m in &s.methods {
+        for m in &p.methods {
             if let Method::Head(k) = m {
-                let p = head_path(&dir, &s.data.name, *k, &self.score);
-                heads.push(load_head(&p, device).map_err(bad)?.0);
+                let path = head_path(&dir, &self.data, *k, &self.score);
+                heads.push(load_head_for(&path, *k, device, &expected).map_err(bad)?.0);
             }
         }
         Ok(Models { net, heads })
@@ -574,7 +666,7 @@ impl LearnedEvalStudy {
         let (steps, methods) = match kernel {
             KernelKind::Ddpm => (s.steps.clone(), s.methods.clone()),
             KernelKind::Ddim => {
-                let mut t = self.mmd_steps.clone();
+                let mut t = s.mmd_steps.clone();
                 t.sort_unstable();
                 t.dedup();
                 (t, Self::ddim_methods(s))
@@ -792,7 +884,11 @@ impl StudyKind for LearnedEvalStudy {
         KIND
     }
 
+    /// The flags, then every checkpoint the run needs (before the data are built: an image
+    /// preset's dense mixture takes long), then the data.
     fn validate(&self) -> Result<(), ParamError> {
+        let plan = self.plan()?;
+        self.load_models(&plan, &Device::Cpu)?;
         self.setup().map(|_| ())
     }
 
@@ -888,7 +984,7 @@ impl StudyKind for LearnedEvalStudy {
         if let Some(d) = &ddim {
             table += &self.kl_table(
                 &s,
-                &self.mmd_steps,
+                &s.mmd_steps,
                 d,
                 "\nOCM-DDIM chains (each step the one jump (0, t): the sums grow like T)",
             );
@@ -966,7 +1062,7 @@ impl LearnedEvalStudy {
                     continue;
                 }
                 let _ = write!(o, "{kernel:>12}");
-                for t in &self.mmd_steps {
+                for t in &s.mmd_steps {
                     let _ = write!(o, " {t:>16}");
                 }
                 o.push('\n');
@@ -977,7 +1073,7 @@ impl LearnedEvalStudy {
                     }
                     seen.push(&m.method);
                     let _ = write!(o, "{:>12}", m.method);
-                    for t in &self.mmd_steps {
+                    for t in &s.mmd_steps {
                         match ms.iter().find(|x| x.method == m.method && x.steps == *t) {
                             Some(x) => {
                                 let _ = write!(

@@ -67,6 +67,15 @@ pub(crate) fn load_data(name: &str) -> Result<DataSet, ParamError> {
     })
 }
 
+/// The dimension of a data set without building it (an image preset's from its shape: its
+/// dense mixture takes long to build for D = 1024).
+pub(crate) fn data_dim(name: &str) -> Result<usize, ParamError> {
+    match crate::image_data::shape(name) {
+        Some((c, h, w)) => Ok(c * h * w),
+        None => Ok(load_data(name)?.q0.dim()),
+    }
+}
+
 /// The data's moment-matched Gaussian, the prior every network is a residual of.
 pub(crate) fn prior_of(q0: &Mixture) -> GaussianPrior {
     let mean = q0.mean();

@@ -21,8 +21,8 @@ use super::{head_path, load_data, prior_of, score_path, DataSet};
 use crate::gpu::learned::checkpoint::CheckpointMeta;
 use crate::gpu::learned::train::DataSampler;
 use crate::gpu::learned::{
-    load_score, save_head, save_score, train_head, train_score, HeadKind, HeadScore, LearnedError,
-    MlpShape, ModelKind, OcmWeight, ScoreNet, TimeMixture, TrainInfo, TrainParams,
+    load_score_for, save_head, save_score, train_head, train_score, Expected, HeadKind, HeadScore,
+    LearnedError, MlpShape, ModelKind, OcmWeight, ScoreNet, TimeMixture, TrainInfo, TrainParams,
 };
 use crate::study::{
     from_cell, to_cell, Assembled, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
@@ -134,6 +134,7 @@ fn train_param(e: &LearnedError, iterations_key: &'static str) -> ParamError {
             "batch" => "batch",
             "lr" => "lr",
             "hidden" => "hidden",
+            "layers" => "layers",
             _ => iterations_key,
         },
         _ => iterations_key,
@@ -287,15 +288,23 @@ impl LearnedTrainStudy {
             && p.kinds.iter().any(|k| k.trained_with_score())
         {
             Some(
-                load_score(&sp, &device)
-                    .map_err(|e| {
-                        ParamError::new(
-                            "out",
-                            "a directory holding the score network (`score` is not among `models`)",
-                            e,
-                        )
-                    })?
-                    .0,
+                load_score_for(
+                    &sp,
+                    &device,
+                    &Expected {
+                        data: &p.data.name,
+                        dim: p.data.q0.dim(),
+                        score: "learned",
+                    },
+                )
+                .map_err(|e| {
+                    ParamError::new(
+                        "out",
+                        "a directory holding the score network (`score` is not among `models`)",
+                        e,
+                    )
+                })?
+                .0,
             )
         } else {
             None
