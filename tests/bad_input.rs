@@ -152,6 +152,25 @@ const ROWS: &[Row] = &[
     },
 ];
 
+/// `--json` (and `--figure` where the binary has one) into the temp directory, so that no row
+/// can write into the repository; `study` rows name their own `--root`.
+fn outputs(row: &Row, dir: &Path) -> Vec<String> {
+    let json = vec![
+        "--json".to_string(),
+        dir.join("out.json").display().to_string(),
+    ];
+    let figure = vec![
+        "--figure".to_string(),
+        dir.join("fig").display().to_string(),
+    ];
+    match row.bin {
+        "study" => vec![],
+        "validate" => json,
+        "learned" if row.args.first() == Some(&"train") => json,
+        _ => [json, figure].concat(),
+    }
+}
+
 #[test]
 fn every_bad_input_exits_2_naming_the_field() {
     let dir = std::env::temp_dir().join(format!("covlab-bad-input-{}", std::process::id()));
