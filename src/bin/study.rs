@@ -83,6 +83,16 @@ fn main() {
     common::finish_check(run(&Args::parse()));
 }
 
+/// Prints each failed bound or tolerance check of a computed study on stderr; `false` when
+/// there was one (the run then exits 1 after writing its outputs).
+fn report_failed_checks(name: &str, assembled: &covlab::study::Assembled) -> bool {
+    let failed = assembled.failed_checks();
+    for f in &failed {
+        eprintln!("  {name}: FAILED CHECK: {f}");
+    }
+    failed.is_empty()
+}
+
 /// A study error: bad input (exit 2) or failure (exit 1).
 fn outcome(e: StudyError) -> Outcome {
     if e.is_bad_input() {
@@ -175,6 +185,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
             let studies = load_all(args, files, *all)?;
             let pool = pool(*threads)?;
             let n = studies.len();
+            let mut checks_ok = true;
             for (i, file) in studies.iter().enumerate() {
                 let cells = file.study.cells().map_err(outcome)?.len();
                 eprintln!(
@@ -194,6 +205,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                         for w in &written {
                             eprintln!("  wrote {}", w.display());
                         }
+                        checks_ok &= report_failed_checks(&file.name, &computed.assembled);
                     }
                     Some(s) => {
                         let bar = Cells::new(&file.name, s.cells(cells).len());
@@ -213,7 +225,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                     start.elapsed().as_secs_f64()
                 );
             }
-            Ok(true)
+            Ok(checks_ok)
         }
         Command::Merge {
             files,
@@ -224,6 +236,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
             }
             let studies = load_all(args, files, false)?;
             let dir = shard_dir(args, dir);
+            let mut checks_ok = true;
             for file in &studies {
                 let shards = read_shards(&dir, &file.name)?;
                 let computed = merge(file, &shards).map_err(outcome)?;
@@ -232,8 +245,9 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                     eprintln!("  wrote {}", w.display());
                 }
                 eprintln!("{}: merged {} shards", file.name, shards.len());
+                checks_ok &= report_failed_checks(&file.name, &computed.assembled);
             }
-            Ok(true)
+            Ok(checks_ok)
         }
         Command::Check {
             files,
@@ -266,6 +280,9 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                 } else {
                     ok = false;
                     let mut s = Vec::new();
+                    if !out.failed_checks.is_empty() {
+                        s.push(format!("FAILED CHECKS: {}", out.failed_checks.join("; ")));
+                    }
                     if !out.drifts.is_empty() {
                         s.push(format!("DRIFT: {} values moved", out.drifts.len()));
                     }
