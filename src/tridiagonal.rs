@@ -197,8 +197,8 @@ pub fn eigh_tridiagonal(
     let bound = residual_bound(diagonal, off_diagonal);
     for (index, &theta) in values.iter().enumerate() {
         let r = residual(diagonal, off_diagonal, theta, &vectors, index);
-        // `!(r <= bound)` also catches a NaN residual.
-        if !(r <= bound) {
+        // A NaN residual fails too.
+        if r.is_nan() || r > bound {
             return Err(TridiagonalError::Residual {
                 index,
                 theta,

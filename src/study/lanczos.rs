@@ -712,7 +712,7 @@ fn bound_failure(r: &CaseResult) -> Option<String> {
     let slack = bound_slack(r.lmax);
     r.k.iter()
         .zip(r.error.iter().zip(&r.bound))
-        .find(|(_, (e, b))| !(**e <= **b + slack))
+        .find(|(_, (e, b))| e.is_nan() || **e > **b + slack)
         .map(|(k, (e, b))| {
             format!(
                 "case {}: error {e:.3e} > bound {b:.3e} (+ rounding allowance {slack:.1e}) at k = {k} (error / bound = {:.3e})",
