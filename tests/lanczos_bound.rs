@@ -162,7 +162,7 @@ figure = "figures/lz"
     let f = file.to_str().expect("utf8");
     let shards = root.join("shards");
     let sd = shards.to_str().expect("utf8");
-    let o = study(&["run", f, "--shard", "1/1", "--shard-dir", sd]);
+    let o = study(&["run", f, "--shard", "0/1", "--shard-dir", sd]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = study(&["merge", f, "--shard-dir", sd]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
