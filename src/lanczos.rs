@@ -9,7 +9,8 @@
 //!     w -= Q_j (Q_j^T w)   (twice: classical Gram-Schmidt against q_1..q_j, two passes)
 //!     beta_j = ||w||;  stop early if beta_j <= breakdown_tol * max_i ||C q_i||
 //!     q_{j+1} = w / beta_j
-//! T_m = tridiag(beta, alpha, beta) = S diag(theta) S^T   (m <= k steps done)
+//! T_m = tridiag(beta, alpha, beta) = S diag(theta) S^T   (m <= k steps done; implicit QL,
+//!       every pair checked: ||T_m s_i - theta_i s_i|| <= 10 m eps ||T_m||, crate::tridiagonal)
 //! f(C) z ≈ y_m = ||z|| Q_m f(T_m) e_1 = ||z|| Q_m S diag(f(theta)) S^T e_1
 //! ```
 //! Cost: `m` products with `C` and `O(D m^2)` flops of re-orthogonalisation.
@@ -36,10 +37,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use nalgebra::{DMatrix, DVectorView, DVectorViewMut, SymmetricEigen};
+use nalgebra::{DMatrix, DVectorView, DVectorViewMut};
 use thiserror::Error;
 
 use crate::rates::{fit_semilog, RatesError, SlopeFit};
+use crate::tridiagonal::{eigh_tridiagonal, TridiagonalError};
 
 /// The default `breakdown_tol` of [`LanczosParams::new`]: `beta_j <= 1e-12 · max ||C q_i||`
 /// counts as an invariant Krylov space (about 5000 ulps of the operator's scale).
@@ -261,6 +263,20 @@ pub enum LanczosError {
         /// The size `m` of `T_m`.
         steps: usize,
     },
+    /// An eigenpair `(theta, s)` of `T_m` from the QL iteration has residual
+    /// `||T_m s - theta s||` above [`crate::tridiagonal::residual_bound`]
+    /// (`10 m eps ||T_m||_inf`): its Ritz vector, and so `f(T_m) e_1`, would be wrong.
+    #[error("eigendecomposition of the {steps} x {steps} tridiagonal T is inaccurate: pair {index} has residual {residual:e} > {bound:e}")]
+    EigenInaccurate {
+        /// The size `m` of `T_m`.
+        steps: usize,
+        /// The pair's index (ascending Ritz values).
+        index: usize,
+        /// `||T_m s - theta s||`.
+        residual: f64,
+        /// The accepted bound.
+        bound: f64,
+    },
 }
 
 /// Parameters of [`lanczos`].
@@ -370,7 +386,7 @@ fn dot(u: &[f64], v: &[f64]) -> f64 {
 /// (`field = "z"`), [`LanczosError::NonFinite`] (`field = "z"`) and
 /// [`LanczosError::ZeroVector`] for a bad `z`; [`LanczosError::NonFinite`] (`field = "C q"`)
 /// when a product returns a NaN or infinity; [`LanczosError::EigenFailed`] if the eigensolver
-/// of `T_m` fails.
+/// of `T_m` fails, [`LanczosError::EigenInaccurate`] if an eigenpair fails its residual check.
 ///
 /// # Examples
 /// ```
@@ -484,23 +500,22 @@ fn finish(
     clamp: Option<(f64, f64)>,
 ) -> Result<Krylov, LanczosError> {
     let m = alpha.len();
-    let t = DMatrix::from_fn(m, m, |r, c| {
-        if r == c {
-            alpha[r]
-        } else if r == c + 1 {
-            beta[c]
-        } else if c == r + 1 {
-            beta[r]
-        } else {
-            0.0
-        }
-    });
-    let eig = SymmetricEigen::try_new(t, f64::EPSILON, 1000 * m.max(1))
-        .ok_or(LanczosError::EigenFailed { steps: m })?;
-    let mut order: Vec<usize> = (0..m).collect();
-    order.sort_by(|&a, &b| eig.eigenvalues[a].total_cmp(&eig.eigenvalues[b]));
-    let ritz_raw: Vec<f64> = order.iter().map(|&i| eig.eigenvalues[i]).collect();
-    let vectors = DMatrix::from_fn(m, m, |r, c| eig.eigenvectors[(r, order[c])]);
+    let eig = eigh_tridiagonal(&alpha, &beta).map_err(|e| match e {
+        TridiagonalError::Residual {
+            index,
+            residual,
+            bound,
+            ..
+        } => LanczosError::EigenInaccurate {
+            steps: m,
+            index,
+            residual,
+            bound,
+        },
+        _ => LanczosError::EigenFailed { steps: m },
+    })?;
+    let ritz_raw = eig.values;
+    let vectors = eig.vectors;
     let first: Vec<f64> = (0..m).map(|c| vectors[(0, c)]).collect();
     let ritz = match clamp {
         Some((lo, hi)) => ritz_raw.iter().map(|t| t.clamp(lo, hi)).collect(),
@@ -564,7 +579,8 @@ impl Krylov {
     /// copy of `self`; a prefix `k < steps()` has `terminated_early() == false`.
     ///
     /// # Errors
-    /// [`LanczosError::ZeroSteps`] for `k = 0`; [`LanczosError::EigenFailed`] from the eigensolver.
+    /// [`LanczosError::ZeroSteps`] for `k = 0`; [`LanczosError::EigenFailed`],
+    /// [`LanczosError::EigenInaccurate`] from the eigensolver.
     pub fn prefix(&self, k: usize) -> Result<Krylov, LanczosError> {
         if k == 0 {
             return Err(LanczosError::ZeroSteps);

@@ -16,6 +16,7 @@
 //! - [`path_kl`]: the exact path KL (routes A and B, family offsets, terminal term).
 //! - [`guidance`]: classifier guidance in the exact linear-Gaussian example (LGS appendix B).
 //! - [`rates`]: slope fits (log-log and semilog) with 95 % confidence intervals.
+//! - [`tridiagonal`]: symmetric tridiagonal eigendecomposition (implicit QL, Wilkinson shifts) with a residual check.
 //! - [`lanczos`]: Lanczos approximation of `C^{1/2} z` from products `v -> C v`, with its a-priori error bound.
 //! - [`model_kernel`]: model kernels in Hessian coordinates and the KL of N(m, C) to N(mu, Sigma) split into mean and covariance parts.
 //! - [`hutchinson`]: the expected path KL of `hutchinson-M` over its probes (Monte Carlo).
@@ -61,5 +62,6 @@ pub mod sampler;
 pub mod schedule;
 pub mod score;
 pub mod study;
+pub mod tridiagonal;
 
 pub use error::{Error, Result};

@@ -149,3 +149,66 @@ fn bad_input_exits_2_naming_the_flag() {
     assert!(!d.join("x.json").exists(), "nothing written on bad input");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `lanczos` with `args` (small and quick), outputs into a temporary directory.
+fn run_small(name: &str, args: &[&str]) -> (Output, PathBuf) {
+    let d = tmp(name);
+    let out = bin()
+        .args(["--timing-dim", "0", "--threads", "1"])
+        .args(args)
+        .arg("--json")
+        .arg(d.join("out.json"))
+        .arg("--figure")
+        .arg(d.join("fig"))
+        .output()
+        .expect("runs");
+    (out, d)
+}
+
+#[test]
+fn kappa_beyond_f64_resolution_is_bad_input() {
+    // 1/kappa = 1e-17 is below the rounding of the Ritz values of an operator with lmax = 1.
+    let (out, _) = run_small(
+        "kappa1e17",
+        &["--dims", "20", "--kappas", "1e17", "--data", ""],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--kappas"), "{err}");
+}
+
+#[test]
+fn mixture_with_huge_entry_is_bad_input() {
+    // A mean of 1e308: the posterior covariance overflows f64.
+    let d = tmp("huge");
+    let file = d.join("huge.json");
+    std::fs::write(
+        &file,
+        r#"{"weights": [0.5, 0.5], "means": [[1e308, 0.0], [0.0, 1.0]], "covariances": [[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]}"#,
+    )
+    .expect("write");
+    let (out, _) = run_small(
+        "huge-run",
+        &[
+            "--dims",
+            "10",
+            "--kappas",
+            "10",
+            "--kmax",
+            "2",
+            "--data",
+            file.to_str().expect("utf8"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--data"), "{err}");
+}
+
+#[test]
+fn one_dimensional_operator_runs_and_draws() {
+    let (out, d) = run_small("dims1", &["--dims", "1", "--kappas", "100", "--data", ""]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(d.join("fig_geometric.png").exists() && d.join("fig_uniform.png").exists());
+}

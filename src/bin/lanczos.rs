@@ -18,14 +18,15 @@
 //!
 //! The error is normalised by `||z||` (`||C^{1/2} z - y_k|| / ||z||`) so that it is comparable
 //! with the bound. Also times one Lanczos `C^{1/2} z` against a dense symmetric
-//! eigendecomposition. Exit code 2 on bad input.
+//! eigendecomposition. Exit code 2 on bad input; exit code 1 (after writing the outputs) when
+//! a case's error exceeds the bound plus the rounding allowance, naming the case and `k`.
 
 use std::path::PathBuf;
 
 mod common;
 
 use clap::Parser;
-use common::{bad, failed, finish, Outcome};
+use common::{failed, finish, Outcome};
 use covlab::study::lanczos::LanczosStudy;
 use covlab::study::{run_all, StudyKind};
 
@@ -88,18 +89,7 @@ fn run(args: &Args) -> Result<(), Outcome> {
     study.validate().map_err(common::param)?;
     common::check_output("--json", &args.json)?;
     common::check_figures("--figure", &args.figure, &study.figures())?;
-    if args.threads == Some(0) {
-        return Err(bad(anyhow::anyhow!("`--threads`: must be >= 1")).into());
-    }
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(failed)?;
+    let pool = common::thread_pool(args.threads)?;
     let bar = common::Bar::new("lanczos: cases", study.cells().map_err(failed)?.len());
     let (out, _) = pool
         .install(|| run_all(&study, &bar))
@@ -110,5 +100,19 @@ fn run(args: &Args) -> Result<(), Outcome> {
     for w in common::save_figures(&args.figure, &out.figures) {
         eprintln!("wrote {}", w.display());
     }
-    Ok(())
+    let failed = out.failed_checks();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed_checks(&failed))
+    }
+}
+
+/// The failed bound checks as a failure (exit 1) naming every case.
+fn failed_checks(failed: &[String]) -> Outcome {
+    Outcome::Failed(anyhow::anyhow!(
+        "{} case(s) exceed the a-priori bound:\n  {}",
+        failed.len(),
+        failed.join("\n  ")
+    ))
 }

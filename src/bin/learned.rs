@@ -171,14 +171,7 @@ fn with_threads(
     threads: Option<usize>,
     f: impl FnOnce() -> Result<(), Outcome> + Send,
 ) -> Result<(), Outcome> {
-    if threads == Some(0) {
-        return Err(bad(anyhow!("`--threads`: must be >= 1")).into());
-    }
-    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build()
-        .map_err(failed)?;
+    let pool = common::thread_pool(threads)?;
     pool.install(f)
 }
 

@@ -86,6 +86,16 @@ fn main() {
     common::finish_check(run(&Args::parse()));
 }
 
+/// Prints each failed bound or tolerance check of a computed study on stderr; `false` when
+/// there was one (the run then exits 1 after writing its outputs).
+fn report_failed_checks(name: &str, assembled: &covlab::study::Assembled) -> bool {
+    let failed = assembled.failed_checks();
+    for f in &failed {
+        eprintln!("  {name}: FAILED CHECK: {f}");
+    }
+    failed.is_empty()
+}
+
 /// A study error: bad input (exit 2) or failure (exit 1).
 fn outcome(e: StudyError) -> Outcome {
     if e.is_bad_input() {
@@ -136,14 +146,7 @@ fn report(written: &covlab::study::Written) {
 }
 
 fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool, Outcome> {
-    if threads == Some(0) {
-        return Err(common::bad(anyhow::anyhow!("`--threads`: must be >= 1")).into());
-    }
-    let mut b = rayon::ThreadPoolBuilder::new();
-    if let Some(t) = threads {
-        b = b.num_threads(t);
-    }
-    b.build().map_err(common::failed)
+    common::thread_pool(threads)
 }
 
 /// Progress of one study's cells on stderr.
@@ -227,6 +230,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
             }
             let pool = pool(*threads)?;
             let n = studies.len();
+            let mut checks_ok = true;
             for (i, file) in studies.iter().enumerate() {
                 let cells = file.study.cells().map_err(outcome)?.len();
                 eprintln!(
@@ -243,6 +247,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                         bar.0.finish_and_clear();
                         print!("{}", computed.assembled.table);
                         report(&write_outputs(file, &computed).map_err(outcome)?);
+                        checks_ok &= report_failed_checks(&file.name, &computed.assembled);
                     }
                     Some(s) => {
                         let bar = Cells::new(&file.name, s.cells(cells).len());
@@ -262,7 +267,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                     start.elapsed().as_secs_f64()
                 );
             }
-            Ok(true)
+            Ok(checks_ok)
         }
         Command::Merge {
             files,
@@ -273,6 +278,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
             }
             let studies = load_all(args, files, false)?;
             let dir = shard_dir(args, dir);
+            let mut checks_ok = true;
             for file in &studies {
                 for w in check_outputs(file).map_err(outcome)? {
                     eprintln!("warning: {w}");
@@ -300,8 +306,9 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                 print!("{}", computed.assembled.table);
                 report(&write_outputs(file, &computed).map_err(outcome)?);
                 eprintln!("{}: merged {} shards", file.name, shards.len());
+                checks_ok &= report_failed_checks(&file.name, &computed.assembled);
             }
-            Ok(true)
+            Ok(checks_ok)
         }
         Command::Check {
             files,
@@ -334,6 +341,9 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                 } else {
                     ok = false;
                     let mut s = Vec::new();
+                    if !out.failed_checks.is_empty() {
+                        s.push(format!("FAILED CHECKS: {}", out.failed_checks.join("; ")));
+                    }
                     if !out.drifts.is_empty() {
                         s.push(format!("DRIFT: {} values moved", out.drifts.len()));
                     }
@@ -367,7 +377,11 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                 "checked {} studies in {:.1} s: {}",
                 summary.len(),
                 start.elapsed().as_secs_f64(),
-                if ok { "no drift" } else { "DRIFT" }
+                if ok {
+                    "no drift"
+                } else {
+                    "FAILED (drift, a failed check or a stale result: see above)"
+                }
             );
             Ok(ok)
         }

@@ -15,9 +15,10 @@
 //! f32 working precision) keeps its first `j` steps only.
 
 use candle_core::Tensor;
-use nalgebra::{DMatrix, SymmetricEigen};
+use nalgebra::DMatrix;
 
 use super::TensorError;
+use crate::tridiagonal::eigh_tridiagonal;
 
 /// f32 breakdown threshold: `beta_j <= BREAKDOWN * max |alpha|` ends a sample's recurrence.
 const BREAKDOWN: f32 = 1e-6;
@@ -40,7 +41,9 @@ pub struct BatchedKrylov {
 /// an `(N, D)` batch `v` to `(C_n v_n)_n`.
 ///
 /// # Errors
-/// `k = 0`; candle errors; a non-finite tridiagonal entry (names the sample).
+/// `k = 0`; candle errors; a non-finite tridiagonal entry (names the sample);
+/// [`TensorError::Tridiagonal`] when the eigendecomposition of a sample's `T_m` fails or an
+/// eigenpair fails its residual check.
 pub fn lanczos_batched(
     op: &dyn Fn(&Tensor) -> Result<Tensor, TensorError>,
     z: &Tensor,
@@ -92,25 +95,19 @@ pub fn lanczos_batched(
         let m = (0..k)
             .find(|&j| j + 1 < k && betas[j][s] <= BREAKDOWN * scale)
             .map_or(k, |j| j + 1);
-        let t = DMatrix::from_fn(m, m, |i, j| {
-            if i == j {
-                f64::from(alphas[i][s])
-            } else if i + 1 == j {
-                f64::from(betas[i][s])
-            } else if j + 1 == i {
-                f64::from(betas[j][s])
-            } else {
-                0.0
-            }
-        });
-        if t.iter().any(|v| !v.is_finite()) {
+        let diag: Vec<f64> = (0..m).map(|i| f64::from(alphas[i][s])).collect();
+        let off: Vec<f64> = (0..m - 1).map(|i| f64::from(betas[i][s])).collect();
+        if diag.iter().chain(&off).any(|v| !v.is_finite()) {
             return Err(TensorError::Layout(format!(
                 "Lanczos: non-finite tridiagonal for sample {s}"
             )));
         }
-        let e = SymmetricEigen::new(t);
-        ritz.push(e.eigenvalues.iter().copied().collect());
-        vecs.push(e.eigenvectors);
+        // Implicit QL with a residual check on every pair (SymmetricEigen of nalgebra 0.33
+        // returns wrong eigenvectors on some Lanczos tridiagonals).
+        let e = eigh_tridiagonal(&diag, &off)
+            .map_err(|source| TensorError::Tridiagonal { sample: s, source })?;
+        ritz.push(e.values);
+        vecs.push(e.vectors);
     }
     Ok(BatchedKrylov {
         qs,

@@ -52,6 +52,14 @@ pub enum TensorError {
     /// A sampler parameter was invalid (the f64 sampler's check).
     #[error(transparent)]
     Sampler(#[from] crate::sampler::SamplerError),
+    /// The eigendecomposition of a sample's Lanczos tridiagonal failed or was inaccurate.
+    #[error("tensor path: Lanczos tridiagonal of sample {sample}: {source}")]
+    Tridiagonal {
+        /// The sample (row of the batch).
+        sample: usize,
+        /// The eigensolver's error.
+        source: crate::tridiagonal::TridiagonalError,
+    },
 }
 
 pub(crate) fn f32s(v: impl Iterator<Item = f64>) -> Vec<f32> {

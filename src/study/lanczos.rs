@@ -39,7 +39,7 @@ use super::{
 };
 use crate::lanczos::{
     fit_geometric_decay, lanczos, rho, sqrt_chebyshev_interp_error, sqrt_error_bound, sqrt_mul,
-    LanczosParams, LinearOperator,
+    LanczosError, LanczosParams, LinearOperator,
 };
 use crate::lowrank::{LowRankLocal, LowRankMixture};
 use crate::mixture::Mixture;
@@ -88,6 +88,19 @@ impl Default for LanczosStudy {
 const REFLECTORS: usize = 16;
 /// Errors at or below this are rounding: the decay fit stops at the first such `k`.
 const FLOOR: f64 = 1e-13;
+/// The bound check: a case fails when `error_k > bound_k + FLOOR · max(1, sqrt(lmax))` at some
+/// `k`. The bound holds in exact arithmetic; in f64 the error cannot go below the rounding of
+/// `y_k` (products with `C`, `Q_k`, the eigensolve and the reference), about
+/// `D eps ||C^{1/2}|| <= 1e-15 · 3072 · sqrt(lmax)` here relative to `||z||`; `FLOOR`
+/// (`1e-13`) covers it while an error of the issue's size (`5.7e-4` against `9.6e-6`) fails.
+fn bound_slack(lmax: f64) -> f64 {
+    FLOOR * lmax.sqrt().max(1.0)
+}
+/// Largest `kappa` accepted: `lmin = 1/kappa` must stay far above the absolute rounding of the
+/// Ritz values (a few hundred ulps of `lmax = 1`, `~1e-13`, more for long runs), or a Ritz
+/// value can come out `<= 0` and `C^{1/2}` is undefined; `1e12` keeps `lmin` 10 times above
+/// that and is far beyond the `kappa` of the committed study (`1e3`).
+pub const MAX_KAPPA: f64 = 1e12;
 /// Steps of the vp-linear grid on which the mixture trajectories are drawn.
 const TRAJ_STEPS: usize = 20;
 /// Grid indices (of [`TRAJ_STEPS`]) at which the trajectory is recorded: tau = 0.1, 0.3, 0.6.
@@ -431,7 +444,45 @@ fn run_case(
             x_t,
             tau,
             ln_abar,
-        } => {
+        } => mixture_case(label, q0, x_t, *tau, *ln_abar, &mut rng, stream, kmax)
+            .map_err(|e| data_error(label, *tau, e)),
+    }
+}
+
+/// A mixture case's failure caused by the user's data (a mixture, posterior or Lanczos error
+/// of the model, a non-finite or non-positive posterior covariance) as bad input naming
+/// `data`: e.g. a mixture file whose entries are too large for f64 arithmetic (`1e308`).
+/// Other errors pass through.
+fn data_error(label: &str, tau: f64, e: StudyError) -> StudyError {
+    match e {
+        // The eigensolver's own failures are not the data's.
+        StudyError::Covlab(crate::Error::Lanczos(
+            LanczosError::EigenFailed { .. } | LanczosError::EigenInaccurate { .. },
+        )) => e,
+        StudyError::Covlab(_) | StudyError::Case { .. } => StudyError::BadParam(ParamError::new(
+            "data",
+            "mixtures whose posterior covariances are finite and positive definite in f64",
+            format!("{label} at tau = {tau}: {e}"),
+        )),
+        e => e,
+    }
+}
+
+/// The mixture part of [`run_case`].
+#[allow(clippy::too_many_arguments)]
+fn mixture_case(
+    label: &str,
+    q0: &Arc<CaseData>,
+    x_t: &[f64],
+    tau: f64,
+    ln_abar: f64,
+    rng: &mut ChaCha8Rng,
+    stream: u64,
+    kmax: usize,
+) -> Result<CaseResult, StudyError> {
+    let (tau, ln_abar) = (&tau, &ln_abar);
+    {
+        {
             let step = Step::from_ln_abar(0.0, *ln_abar);
             // The operator and the dense C of the reference.
             let (d, cov, dense_marginal, lowrank_local) = match q0.as_ref() {
@@ -461,6 +512,14 @@ fn run_case(
                 }
             };
             let cov = (&cov + cov.transpose()) * 0.5;
+            if let Some(index) = cov.iter().position(|v| !v.is_finite()) {
+                return Err(StudyError::Case {
+                    case: format!("{label} at tau = {tau}"),
+                    reason: format!(
+                        "the posterior covariance has a non-finite entry (column-major index {index})"
+                    ),
+                });
+            }
             let eig =
                 SymmetricEigen::try_new(cov, f64::EPSILON, 0).ok_or_else(|| StudyError::Case {
                     case: format!("{label} at tau = {tau}"),
@@ -474,7 +533,7 @@ fn run_case(
                     reason: format!("the posterior covariance has eigenvalue {lmin} <= 0"),
                 });
             }
-            let z = gaussian(d, &mut rng);
+            let z = gaussian(d, rng);
             let zt = eig.eigenvectors.transpose() * DVector::from_column_slice(&z);
             let want: Vec<f64> = (&eig.eigenvectors
                 * DVector::from_fn(d, |i, _| eig.eigenvalues[i].sqrt() * zt[i]))
@@ -538,7 +597,8 @@ fn build_cases(args: &LanczosStudy) -> Result<Vec<CaseSpec>, StudyError> {
             let x0 = q.sample(&mut rng, 1);
             (CaseData::LowRank(Arc::new(q)), x0)
         } else {
-            let q = crate::presets::load(data)?;
+            let q = crate::presets::load(data)
+                .map_err(|e| ParamError::new("data", "presets or mixture JSON files", e))?;
             let x0 = q.sample(&mut rng, 1);
             (CaseData::Dense(q), x0)
         };
@@ -646,6 +706,22 @@ fn fit_case(r: &CaseResult) -> Fit {
         .map_err(|e| e.to_string())
 }
 
+/// The bound check of one case: `Some(message)` naming the case and the first `k` with
+/// `error_k > bound_k + bound_slack(lmax)` (a NaN error fails too).
+fn bound_failure(r: &CaseResult) -> Option<String> {
+    let slack = bound_slack(r.lmax);
+    r.k.iter()
+        .zip(r.error.iter().zip(&r.bound))
+        .find(|(_, (e, b))| e.is_nan() || **e > **b + slack)
+        .map(|(k, (e, b))| {
+            format!(
+                "case {}: error {e:.3e} > bound {b:.3e} (+ rounding allowance {slack:.1e}) at k = {k} (error / bound = {:.3e})",
+                r.name,
+                e / b
+            )
+        })
+}
+
 fn max_ratio(r: &CaseResult) -> f64 {
     r.error
         .iter()
@@ -718,6 +794,14 @@ fn table(results: &[CaseResult], fits: &[Fit], timing: Option<&Timing>, info: &R
     }
     let worst = results.iter().map(max_ratio).fold(0.0, f64::max);
     s += &format!("max over all cases and k of error / bound: {worst:.3e}\n");
+    let failed: Vec<String> = results.iter().filter_map(bound_failure).collect();
+    if failed.is_empty() {
+        s += "bound check: every case has error <= bound (+ rounding allowance) at every k\n";
+    } else {
+        for f in &failed {
+            s += &format!("BOUND CHECK FAILED: {f}\n");
+        }
+    }
     if let Some(t) = timing {
         s += &format!(
             "timing at D = {}, k = {} (geometric, kappa = {TIMING_KAPPA}): Lanczos {:.4} s (error {:.2e}, bound {:.2e}), dense eigendecomposition {:.2} s (error {:.2e}); ratio eig / Lanczos = {:.0}\n",
@@ -730,6 +814,11 @@ fn table(results: &[CaseResult], fits: &[Fit], timing: Option<&Timing>, info: &R
     );
     s
 }
+
+/// Errors below this are drawn at it: an exact result (error 0, e.g. `D = 1`, where one step
+/// spans the whole space) has no place on a log axis; 1e-17 is below any rounding-level error
+/// of a normalised `||z||`-relative quantity (>= ~1e-17), so no measured point moves.
+const DRAW_FLOOR: f64 = 1e-17;
 
 /// One figure per spectrum kind (suffixes `_geometric`, `_uniform`) and one per mixture
 /// (`_mixture_<data>`).
@@ -746,6 +835,7 @@ fn make_figures(results: &[CaseResult], kappas: &[f64], dims: &[usize]) -> Vec<(
         let mixture = kind.strip_prefix("mixture_");
         let mut series = Vec::new();
         let xs = |r: &CaseResult| r.k.iter().map(|&k| k as f64).collect::<Vec<_>>();
+        let drawn = |e: &[f64]| e.iter().map(|&v| v.max(DRAW_FLOOR)).collect::<Vec<_>>();
         if mixture.is_some() {
             for (i, r) in cases.iter().enumerate() {
                 series.push(
@@ -759,7 +849,7 @@ fn make_figures(results: &[CaseResult], kappas: &[f64], dims: &[usize]) -> Vec<(
                     Series::new(
                         format!("{} (κ={:.4})", r.name, r.kappa),
                         xs(r),
-                        r.error.clone(),
+                        drawn(&r.error),
                     )
                     .with_color(i),
                 );
@@ -781,13 +871,15 @@ fn make_figures(results: &[CaseResult], kappas: &[f64], dims: &[usize]) -> Vec<(
                     Series::new(
                         format!("D={}, κ={}", dims[di], kappas[ki]),
                         xs(r),
-                        r.error.clone(),
+                        drawn(&r.error),
                     )
                     .with_color(ki)
                     .with_marker(di),
                 );
             }
         }
+        // A bound that is 0 everywhere (lmin = lmax: a constant is exact) has nothing to draw.
+        series.retain(|s| s.has_drawable_point(false));
         let (title, caption) = match mixture {
             Some(label) => (
                 format!(
@@ -798,7 +890,7 @@ fn make_figures(results: &[CaseResult], kappas: &[f64], dims: &[usize]) -> Vec<(
             ),
             None => (
                 format!("Lanczos C^1/2 z: {kind} spectrum on [1/κ, 1]"),
-                "solid: error (colour κ, marker D); dashed: bound 2 E_(k-1) = O(ρ^-k)".to_string(),
+                "solid: error (colour κ, marker D; below 1e-17 drawn at 1e-17); dashed: bound 2 E_(k-1) = O(ρ^-k)".to_string(),
             ),
         };
         let fig = LogLinFigure {
@@ -835,9 +927,13 @@ impl StudyKind for LanczosStudy {
             &self.dims,
         )?;
         ensure(
-            !self.kappas.is_empty() && self.kappas.iter().all(|&k| k.is_finite() && k > 1.0),
+            !self.kappas.is_empty()
+                && self
+                    .kappas
+                    .iter()
+                    .all(|&k| k.is_finite() && k > 1.0 && k <= MAX_KAPPA),
             "kappas",
-            "every kappa finite and > 1",
+            &format!("every kappa in (1, {MAX_KAPPA:e}] (beyond that 1/kappa is below the rounding of the Ritz values in f64)"),
             &self.kappas,
         )?;
         ensure(
@@ -923,6 +1019,8 @@ impl StudyKind for LanczosStudy {
             "mixture_operator": format!("covariance of q(x_0 | x_t), C = (b^2 H + b I) / a^2 with a^2 = abar_t, b = 1 - abar_t, applied through Hessian-vector products of ln q_t; x_t on a forward trajectory of the vp-linear {TRAJ_STEPS}-step grid"),
             "fit": format!("least squares of ln error on k over the leading k with error > {FLOOR:e}; fitted_rate = exp(slope), compare with bound_rate = 1/rho"),
             "floor": FLOOR,
+            "failed_checks": results.iter().filter_map(bound_failure).collect::<Vec<_>>(),
+            "bound_check": "a case fails when error_k > bound_k + floor * max(1, sqrt(lmax)) at some k (the rounding allowance); failed cases are listed in failed_checks and the run exits 1",
             "seed": self.seed,
             "kmax": self.kmax,
             "timing": timing.as_ref().map(|t| json!({
@@ -955,5 +1053,76 @@ impl StudyKind for LanczosStudy {
 
     fn seeds(&self) -> Vec<u64> {
         vec![self.seed]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tridiagonal::{eigh_tridiagonal, residual, residual_bound, RESIDUAL_FACTOR};
+
+    struct Quiet;
+    impl Observer for Quiet {}
+
+    #[test]
+    fn t70_of_the_issue_case_has_accurate_eigenpairs() {
+        // Case 0 of `lanczos --dims 200 --kappas 100` (seed 0, stream 0): geometric spectrum.
+        let (d, m) = (200, 70);
+        let mut rng = rng_for(0, 0);
+        let op = SpectralOperator::new(Spectrum::Geometric.values(d, 100.0), &mut rng);
+        let z = gaussian(d, &mut rng);
+        let kry = lanczos(&op, &z, &LanczosParams::new(m)).unwrap();
+        assert_eq!(kry.steps(), m);
+        let (a, b) = (kry.alpha(), kry.beta());
+        let eig = eigh_tridiagonal(a, b).unwrap();
+        let bound = residual_bound(a, b);
+        for i in 0..m {
+            let r = residual(a, b, eig.values[i], &eig.vectors, i);
+            assert!(r <= bound, "pair {i}: residual {r} > {bound}");
+        }
+        // Orthonormal eigenvectors to c m eps (the solver's backward error).
+        let o = (eig.vectors.transpose() * &eig.vectors - DMatrix::identity(m, m)).amax();
+        assert!(o <= RESIDUAL_FACTOR * m as f64 * f64::EPSILON, "{o}");
+        // The Ritz values lie in the spectrum [1/100, 1] (Rayleigh quotients of C), to rounding.
+        assert!(eig.values[0] >= 0.01 - 1e-14 && eig.values[m - 1] <= 1.0 + 1e-14);
+    }
+
+    #[test]
+    fn kappas_beyond_f64_resolution_are_refused() {
+        let mut s = LanczosStudy {
+            kappas: vec![1e17],
+            data: vec![],
+            timing_dim: 0,
+            ..LanczosStudy::default()
+        };
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key, "kappas");
+        assert!(e.as_flag().contains("--kappas"), "{}", e.as_flag());
+        s.kappas = vec![MAX_KAPPA];
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn one_dimensional_operator_is_exact_and_draws() {
+        // D = 1: C = [1], one step spans R^1, y_1 = C^{1/2} z exactly.
+        let s = LanczosStudy {
+            dims: vec![1],
+            kappas: vec![100.0],
+            kmax: 5,
+            data: vec![],
+            timing_dim: 0,
+            ..LanczosStudy::default()
+        };
+        let (a, _) = super::super::run_all(&s, &Quiet).unwrap();
+        for c in a.doc["cases"].as_array().unwrap() {
+            assert_eq!(c["k"].as_array().unwrap().len(), 1);
+            // sqrt(1) z - ||z|| (z / ||z||): two roundings of one number, <= 2 ulps.
+            assert!(c["error"][0].as_f64().unwrap() <= 4.0 * f64::EPSILON);
+        }
+        assert!(a.failed_checks().is_empty());
+        let dir = std::env::temp_dir().join(format!("covlab-lanczos-d1-{}", std::process::id()));
+        let written = super::super::figure::save_all(&dir.join("fig"), &a.figures).unwrap();
+        assert!(!written.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -338,6 +338,23 @@ pub struct Assembled {
     pub table: String,
 }
 
+impl Assembled {
+    /// The checks against a rigorous bound or tolerance that failed, each naming its case: the
+    /// strings of the doc's top-level `failed_checks` array (a kind that checks its results
+    /// writes it; empty when absent). Binaries exit 1 when it is non-empty.
+    #[must_use]
+    pub fn failed_checks(&self) -> Vec<String> {
+        self.doc["failed_checks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// A study kind: typed parameters that compute an ordered list of independent cells and
 /// assemble them.
 pub trait StudyKind: Send + Sync + std::fmt::Debug {

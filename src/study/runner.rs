@@ -294,13 +294,17 @@ pub struct CheckOutcome {
     pub currency: Currency,
     /// Wall seconds of the re-run.
     pub wall_time_s: f64,
+    /// The re-run's failed bound or tolerance checks ([`Assembled::failed_checks`]).
+    pub failed_checks: Vec<String>,
 }
 
 impl CheckOutcome {
-    /// Whether the study passes: current and no drift.
+    /// Whether the study passes: current, no drift and no failed check.
     #[must_use]
     pub fn passed(&self) -> bool {
-        self.drifts.is_empty() && self.currency == Currency::Current
+        self.drifts.is_empty()
+            && self.currency == Currency::Current
+            && self.failed_checks.is_empty()
     }
 }
 
@@ -318,5 +322,6 @@ pub fn check(file: &StudyFile, obs: &dyn Observer) -> Result<CheckOutcome, Study
         drifts: compare(&committed, &now.doc(), &file.check),
         currency,
         wall_time_s: wall,
+        failed_checks: now.assembled.failed_checks(),
     })
 }
