@@ -33,6 +33,15 @@
 //! `beta-tilde` give `Sigma_0 = 0`, plain DDIM), then
 //! `x_s = sqrt(abar_s) x_0 + sqrt(1 - abar_s) (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t)`.
 //!
+//! **The last step** (`i = 1`, from `t_1` to `t_0`): by default ([`LastStep::Mean`]) every
+//! family returns the last kernel's mean and adds no noise, as Ho et al.'s code, Analytic-DPM
+//! and diffusers do (no noise when `t == 0`): DDPM `x_{t_0} = m = (x_{t_1} + b g)/a`, OCM-DDIM
+//! `x_0 = m_0` in the DDIM map (`x_{t_0} = m_0` when `t_0 = 0`). The covariance is not
+//! evaluated there (no products at the last step). [`LastStep::Noisy`] draws from the last
+//! kernel as at every other step. The path KL ([`crate::path_kl`]) is that of the noisy
+//! chain: a KL between two chains needs a non-degenerate last kernel; the mean-only last step
+//! is the sample the user keeps, the last kernel's mean.
+//!
 //! Every sample has its own ChaCha8 stream (`seed`, stream = sample index), so samples are
 //! bit-identical for any thread count.
 
@@ -233,6 +242,40 @@ impl KernelKind {
     }
 }
 
+/// What a chain returns at its last step (`i = 1`, from `t_1` to `t_0`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LastStep {
+    /// The last kernel's mean, no noise (Ho et al., Analytic-DPM, diffusers): DDPM
+    /// `x_{t_0} = (x_{t_1} + b g)/a`; OCM-DDIM `x_0 = m_0` in the DDIM map.
+    #[default]
+    Mean,
+    /// A draw from the last kernel, its noise added as at every other step.
+    Noisy,
+}
+
+impl LastStep {
+    /// `mean` or `noisy`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mean => "mean",
+            Self::Noisy => "noisy",
+        }
+    }
+
+    /// The last step named `mean` or `noisy`.
+    ///
+    /// # Errors
+    /// Any other name (returned).
+    pub fn from_name(name: &str) -> Result<Self, String> {
+        match name {
+            "mean" => Ok(Self::Mean),
+            "noisy" => Ok(Self::Noisy),
+            other => Err(other.to_string()),
+        }
+    }
+}
+
 /// A sampler run's configuration.
 #[derive(Clone, Debug)]
 pub struct SamplerConfig {
@@ -252,10 +295,13 @@ pub struct SamplerConfig {
     pub clip_range: Option<(f64, f64)>,
     /// `E_{q_t}[tr H]` at `t_1..t_T` (index `i - 1`), needed by `analytic`.
     pub analytic_trace: Option<Vec<f64>>,
+    /// The last step: the last kernel's mean (default) or a draw from it.
+    pub last_step: LastStep,
 }
 
 impl SamplerConfig {
-    /// DDPM, no early stop, seed 0, no clip range, no analytic table.
+    /// DDPM, no early stop, seed 0, no clip range, no analytic table, the mean at the last
+    /// step.
     #[must_use]
     pub fn new(family: SamplerFamily, schedule: Schedule, steps: usize) -> Self {
         Self {
@@ -267,6 +313,7 @@ impl SamplerConfig {
             seed: 0,
             clip_range: None,
             analytic_trace: None,
+            last_step: LastStep::Mean,
         }
     }
 }
@@ -480,8 +527,20 @@ fn block_noise(kr: &Krylov, g0: &KernelGeom, gl: &KernelGeom) -> Vec<f64> {
     })
 }
 
+/// The OCM-DDIM map `x_s = sqrt(abar_s) x_0 + sqrt(1 - abar_s) (x_t - sqrt(abar_t) x_0) /
+/// sqrt(1 - abar_t)` of step `i`.
+fn ddim_map(plan: &Plan, i: usize, x: &[f64], x0: &[f64]) -> Vec<f64> {
+    let abar_s = plan.grid.abar(i - 1);
+    let abar_t = plan.grid.abar(i);
+    let c = (plan.grid.one_minus_abar(i - 1) / plan.grid.one_minus_abar(i)).sqrt();
+    (0..x.len())
+        .map(|j| abar_s.sqrt() * x0[j] + c * (x[j] - abar_t.sqrt() * x0[j]))
+        .collect()
+}
+
 /// One reverse step for one sample with noise `z`: returns `x_s`. Draws any Rademacher
-/// probes / extra block noise vectors from `rng`, in a fixed order.
+/// probes / extra block noise vectors from `rng`, in a fixed order. At the last step (`i = 1`)
+/// with [`LastStep::Mean`], returns the kernel's mean (`z` unused, nothing drawn).
 #[allow(clippy::too_many_arguments)]
 fn step_one<M: ScoreModel>(
     model: &M,
@@ -501,6 +560,13 @@ fn step_one<M: ScoreModel>(
     let geom = plan.geom(cfg.kernel, i);
     let a = geom.a2.sqrt();
     let mean: Vec<f64> = (0..d).map(|j| (x[j] + geom.b * g[j]) / a).collect();
+    if i == 1 && cfg.last_step == LastStep::Mean {
+        return Ok(if ddim {
+            ddim_map(plan, i, x, &mean)
+        } else {
+            mean
+        });
+    }
     let hutch = |m: usize, rng: &mut ChaCha8Rng| -> Vec<f64> {
         let h = hutchinson_diag(&local, m, rng);
         (0..d)
@@ -572,14 +638,7 @@ fn step_one<M: ScoreModel>(
     };
     if ddim {
         let x0: Vec<f64> = (0..d).map(|j| mean[j] + noise[j]).collect();
-        let abar_s = plan.grid.abar(i - 1);
-        let abar_t = plan.grid.abar(i);
-        let oma_s = plan.grid.one_minus_abar(i - 1);
-        let oma_t = plan.grid.one_minus_abar(i);
-        let c = (oma_s / oma_t).sqrt();
-        Ok((0..d)
-            .map(|j| abar_s.sqrt() * x0[j] + c * (x[j] - abar_t.sqrt() * x0[j]))
-            .collect())
+        Ok(ddim_map(plan, i, x, &x0))
     } else {
         Ok((0..d).map(|j| mean[j] + noise[j]).collect())
     }
@@ -587,7 +646,8 @@ fn step_one<M: ScoreModel>(
 
 /// One DDPM/DDIM step at grid step `i` from `x_t` with the given noise `z` (probes, if the
 /// family needs them, come from a generator seeded by `cfg.seed`; LGS batching does not
-/// apply to a single step). Used to compare families on the same noise.
+/// apply to a single step). Used to compare families on the same noise. At `i = 1` it
+/// follows `cfg.last_step` (the mean, `z` unused, by default) as [`sample`] does.
 ///
 /// # Errors
 /// As [`sample`].

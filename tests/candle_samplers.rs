@@ -14,10 +14,11 @@ use covlab::image_data;
 use covlab::lowrank::{LowRankMixture, LowRankScore};
 use covlab::path_kl::{path_kl_sweep, PathKlParams};
 use covlab::sampler::{
-    analytic_trace_table, sample, step_with_noise, KernelKind, LgsOptions, SamplerConfig,
+    analytic_trace_table, sample, step_with_noise, KernelKind, LastStep, LgsOptions, SamplerConfig,
     SamplerFamily,
 };
 use covlab::schedule::Schedule;
+use covlab::score::{LocalScore, ScoreModel};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -31,6 +32,7 @@ device_tests!(
     analytic_table_on_tensors_equals_the_f64_table,
     cross_entropy_differences_match_the_exact_path_kl_in_2d,
     unsupported_requests_are_errors,
+    the_tensor_last_step_is_the_mean_by_default,
 );
 
 /// f32 against f64 for one step: the mean is 1e-5-accurate (tests/candle_mixture.rs), and
@@ -101,17 +103,22 @@ fn every_family_step_matches_the_f64_step_on_digits8(dev: &Device) -> Result<()>
                 "hutchinson-2",
                 "lgs-3",
             ] {
-                let mut c = cfg(fam, t, kernel)?;
-                c.analytic_trace = Some(table.clone());
-                let y = step_with_noise_tensor(&gpu, &c, i, &batch(&xs, dev)?, &batch(&zs, dev)?)?;
-                let want = xs
-                    .iter()
-                    .zip(&zs)
-                    .map(|(x, z)| step_with_noise(&cpu, &c, i, x, z))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let e = rel(&f64_rows(&y)?, &want);
-                eprintln!("{kernel:?} step {i} {fam}: relative {e:.2e}");
-                assert!(e < TOL_STEP, "{kernel:?} step {i} {fam}: {e}");
+                // Both last steps (they differ at i = 1 only): the mean, and the kernel's draw.
+                for last in [LastStep::Mean, LastStep::Noisy] {
+                    let mut c = cfg(fam, t, kernel)?;
+                    c.analytic_trace = Some(table.clone());
+                    c.last_step = last;
+                    let y =
+                        step_with_noise_tensor(&gpu, &c, i, &batch(&xs, dev)?, &batch(&zs, dev)?)?;
+                    let want = xs
+                        .iter()
+                        .zip(&zs)
+                        .map(|(x, z)| step_with_noise(&cpu, &c, i, x, z))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let e = rel(&f64_rows(&y)?, &want);
+                    eprintln!("{kernel:?} step {i} {fam} {last:?}: relative {e:.2e}");
+                    assert!(e < TOL_STEP, "{kernel:?} step {i} {fam} {last:?}: {e}");
+                }
             }
         }
     }
@@ -327,5 +334,49 @@ fn unsupported_requests_are_errors(dev: &Device) -> Result<()> {
     c.family = SamplerFamily::Lgs(LgsOptions::new(0));
     let e = sample_tensor(&gpu, &c, 2, &opts(2), |_| {});
     assert!(matches!(e, Err(TensorError::Sampler(_))), "{e:?}");
+    Ok(())
+}
+
+fn the_tensor_last_step_is_the_mean_by_default(dev: &Device) -> Result<()> {
+    // By default the tensor sampler's last step (i = 1, to t_0 = 0) returns the kernel's mean
+    // for every family and both kernels (OCM-DDIM: x_s = x_0 = m_0 at s = 0): the output does
+    // not depend on z at all (bit for bit), and equals Tweedie's (x + b g)/a from the f64
+    // score to the f32 tolerance of a step.
+    let q0 = image_data::load("digits8")?;
+    let cpu = LowRankScore::new(q0.clone());
+    let gpu = TensorMixtureScore::new(q0.clone(), dev)?;
+    let t = 20;
+    let sched = Schedule::from_name("ddpm-linear")?;
+    let grid = sched.grid(t, 0.0)?;
+    let st = grid.step(1);
+    let (a, b) = (st.a2.sqrt(), st.b);
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let xs: Vec<Vec<f64>> = q0
+        .marginal(grid.ln_abar[1])?
+        .sample(&mut rng, 6)
+        .iter()
+        .map(|x| x.as_slice().to_vec())
+        .collect();
+    let want: Vec<Vec<f64>> = xs
+        .iter()
+        .map(|x| {
+            let g = cpu.at(x, grid.ln_abar[1])?.score().to_vec();
+            Ok(x.iter().zip(&g).map(|(x, g)| (x + b * g) / a).collect())
+        })
+        .collect::<Result<_, covlab::mixture::MixtureError>>()?;
+    let (z1, z2) = (normals(&mut rng, 6, 64), normals(&mut rng, 6, 64));
+    for kernel in [KernelKind::Ddpm, KernelKind::Ddim] {
+        for fam in ["beta", "analytic", "diag", "full", "hutchinson-2", "lgs-3"] {
+            let mut c = cfg(fam, t, kernel)?;
+            c.analytic_trace = Some(vec![-30.0; t]);
+            c.clip_range = Some((-1.0, 1.0));
+            let x = batch(&xs, dev)?;
+            let y1 = f64_rows(&step_with_noise_tensor(&gpu, &c, 1, &x, &batch(&z1, dev)?)?)?;
+            let y2 = f64_rows(&step_with_noise_tensor(&gpu, &c, 1, &x, &batch(&z2, dev)?)?)?;
+            assert_eq!(y1, y2, "{kernel:?} {fam}: the mean depends on z");
+            let e = rel(&y1, &want);
+            assert!(e < TOL_STEP, "{kernel:?} {fam}: {e}");
+        }
+    }
     Ok(())
 }

@@ -52,6 +52,10 @@ struct Args {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The last step: mean (the last kernel's mean, no noise, as Ho et al., Analytic-DPM and
+    /// diffusers) or noisy (a draw from the last kernel). Recorded as `last_step` in the JSON.
+    #[arg(long, default_value = "mean")]
+    last_step: String,
     /// Worker threads (default: all cores). Results are identical for any value.
     #[arg(long)]
     threads: Option<usize>,
@@ -81,6 +85,7 @@ fn run(args: &Args) -> Result<(), Outcome> {
         guard: args.guard,
         analytic_samples: args.analytic_samples,
         seed: args.seed,
+        last_step: args.last_step.clone(),
     };
     common::unique_list("--data", &study.data)?;
     common::unique_list("--families", &study.families)?;

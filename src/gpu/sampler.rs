@@ -15,6 +15,10 @@
 //! var(h) = (b^2 h + b) / a^2,   clip = [lower, upper] of sampler::clip_bounds
 //! ```
 //!
+//! The last step follows [`SamplerConfig::last_step`] as the f64 sampler does: with
+//! [`LastStep::Mean`] (the default) step 1 returns the kernel's mean (OCM-DDIM: `x_0 = m_0`
+//! in the DDIM map) and evaluates no covariance.
+//!
 //! Noise: with [`NoiseSource::Host`] every sample `j` draws from the ChaCha8 stream `j` of the
 //! seed in the f64 sampler's order (`x_T`, then per step `z`, then probes or block vectors),
 //! so the tensor chain and [`crate::sampler::sample`] see the same noise draw for draw, and
@@ -34,7 +38,7 @@ use super::score::{TensorLocal, TensorScoreModel};
 
 use super::TensorError;
 use crate::sampler::{
-    normals, plan, rademacher, KernelGeom, KernelKind, Plan, SamplerConfig, SamplerError,
+    normals, plan, rademacher, KernelGeom, KernelKind, LastStep, Plan, SamplerConfig, SamplerError,
     SamplerFamily,
 };
 use crate::schedule::Schedule;
@@ -180,7 +184,16 @@ fn hutchinson(
     Ok(h.affine(1.0 / m as f64, 0.0)?)
 }
 
-/// One reverse step of the batch `x` with noise `z` (both `(N, D)`).
+/// The OCM-DDIM map of step `i`: `x_s = sqrt(abar_s) x0 + c (x_t - sqrt(abar_t) x0)`,
+/// `c = sqrt((1 - abar_s) / (1 - abar_t))`.
+fn ddim_map(pl: &Plan, i: usize, x: &Tensor, x0: &Tensor) -> Result<Tensor, TensorError> {
+    let (abar_s, abar_t) = (pl.grid.abar(i - 1), pl.grid.abar(i));
+    let c = (pl.grid.one_minus_abar(i - 1) / pl.grid.one_minus_abar(i)).sqrt();
+    Ok((x0.affine(abar_s.sqrt() - c * abar_t.sqrt(), 0.0)? + x.affine(c, 0.0)?)?)
+}
+
+/// One reverse step of the batch `x` with noise `z` (both `(N, D)`); at the last step with
+/// [`LastStep::Mean`], the kernel's mean (`z` unused, nothing drawn).
 #[allow(clippy::too_many_arguments)]
 fn step<M: TensorScoreModel>(
     model: &M,
@@ -199,6 +212,13 @@ fn step<M: TensorScoreModel>(
     let g = pl.geom(cfg.kernel, i);
     let a = g.a2.sqrt();
     let mean = (x.affine(a, 0.0)? + local.x_plus_score()?.affine(g.b / a, 0.0)?)?;
+    if i == 1 && cfg.last_step == LastStep::Mean {
+        return if ddim {
+            ddim_map(pl, i, x, &mean)
+        } else {
+            Ok(mean)
+        };
+    }
     let op = local.cov_operator(g.a2, g.b)?;
     let lanczos = |k: usize, zz: &Tensor| lanczos_batched(&op, zz, k);
     let noise = match cfg.family {
@@ -266,11 +286,7 @@ fn step<M: TensorScoreModel>(
         noise
     };
     if ddim {
-        let x0 = (mean + noise)?;
-        let (abar_s, abar_t) = (pl.grid.abar(i - 1), pl.grid.abar(i));
-        let c = (pl.grid.one_minus_abar(i - 1) / pl.grid.one_minus_abar(i)).sqrt();
-        // x_s = sqrt(abar_s) x0 + c (x_t - sqrt(abar_t) x0)
-        Ok((x0.affine(abar_s.sqrt() - c * abar_t.sqrt(), 0.0)? + x.affine(c, 0.0)?)?)
+        ddim_map(pl, i, x, &(mean + noise)?)
     } else {
         Ok((mean + noise)?)
     }
@@ -278,7 +294,8 @@ fn step<M: TensorScoreModel>(
 
 /// One step at grid step `i` from the batch `x_t` with noise `z` (`(N, D)` each); probes, if
 /// the family needs them, come from generators seeded by `cfg.seed`, one per sample, as in
-/// [`crate::sampler::step_with_noise`] (LGS batching does not apply to a single step).
+/// [`crate::sampler::step_with_noise`] (LGS batching does not apply to a single step); at
+/// `i = 1` it follows `cfg.last_step` (by default the mean, `z` unused).
 ///
 /// # Errors
 /// Bad parameters (as the f64 sampler), `i` outside `1..=T`, shapes, candle errors,

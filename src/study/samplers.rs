@@ -24,7 +24,7 @@ use crate::metrics::{frechet_distance_sq, mean_log_likelihood, mmd2_unbiased, MM
 use crate::mixture::Mixture;
 use crate::plot::{LogLogFigure, Series};
 use crate::sampler::{
-    analytic_trace_table, clip_range_of, sample, KernelKind, SamplerConfig, SamplerFamily,
+    analytic_trace_table, clip_range_of, sample, KernelKind, LastStep, SamplerConfig, SamplerFamily,
 };
 use crate::schedule::Schedule;
 use crate::score::{Counted, MixtureScore, ScoreModel};
@@ -55,6 +55,9 @@ pub struct SamplersStudy {
     pub analytic_samples: usize,
     /// Seed.
     pub seed: u64,
+    /// The last step: `mean` (the last kernel's mean, no noise: Ho et al., Analytic-DPM,
+    /// diffusers) or `noisy` (a draw from the last kernel).
+    pub last_step: String,
 }
 
 impl Default for SamplersStudy {
@@ -74,6 +77,7 @@ impl Default for SamplersStudy {
             guard: 0,
             analytic_samples: 2000,
             seed: 0,
+            last_step: "mean".into(),
         }
     }
 }
@@ -101,6 +105,11 @@ impl SamplersStudy {
     fn kernel(&self) -> Result<KernelKind, ParamError> {
         KernelKind::from_name(&self.kernel)
             .map_err(|e| ParamError::new("kernel", "ddpm or ddim", e))
+    }
+
+    fn last_step(&self) -> Result<LastStep, ParamError> {
+        LastStep::from_name(&self.last_step)
+            .map_err(|e| ParamError::new("last-step", "mean or noisy", e))
     }
 
     fn schedule(&self) -> Result<Schedule, ParamError> {
@@ -197,6 +206,7 @@ impl<M: ScoreModel> DataRun<'_, M> {
         let schedule = s.schedule()?;
         let families = s.families()?;
         let kernel = s.kernel()?;
+        let last_step = s.last_step()?;
         let mut rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0x5eed_0000);
         let reference = (self.draw)(&mut rng, s.samples);
         let mut rng2 = ChaCha8Rng::seed_from_u64(s.seed ^ 0x5eed_0001);
@@ -233,6 +243,7 @@ impl<M: ScoreModel> DataRun<'_, M> {
                     let fam = families[family];
                     let mut cfg = SamplerConfig::new(fam, schedule.clone(), t);
                     cfg.kernel = kernel;
+                    cfg.last_step = last_step;
                     cfg.seed = s.seed;
                     cfg.clip_range = Some(self.range);
                     cfg.analytic_trace = tables.get(&t).cloned();
@@ -303,6 +314,7 @@ impl StudyKind for SamplersStudy {
             &self.families,
         )?;
         self.kernel()?;
+        self.last_step()?;
         let schedule = self.schedule()?;
         self.families()?;
         for d in &self.data {
@@ -390,6 +402,7 @@ impl StudyKind for SamplersStudy {
             "covlab_version": env!("CARGO_PKG_VERSION"),
             "schedule": schedule.name(),
             "kernel": self.kernel,
+            "last_step": self.last_step,
             "seed": self.seed,
             "mmd_kind": "unbiased MMD^2 with the sum of Gaussian kernels, bandwidths 0.25, 0.5, 1, 2, 4; mmd_per_bandwidth in that order",
             "lgs": {"batch": self.lgs_batch, "fraction": self.lgsb_fraction, "guard": self.guard},
@@ -452,9 +465,10 @@ impl SamplersStudy {
 
     fn table(&self, name: &str, schedule: &Schedule, rows: &[Value]) -> String {
         let mut s = format!(
-            "\n{name}: MMD^2_u (sum of Gaussian kernels h = 2^-2..2^2) x 1e3, +- s.e.; schedule {}, kernel {}, {} samples\n",
+            "\n{name}: MMD^2_u (sum of Gaussian kernels h = 2^-2..2^2) x 1e3, +- s.e.; schedule {}, kernel {}, last step {}, {} samples\n",
             schedule.name(),
             self.kernel,
+            self.last_step,
             self.samples
         );
         s += &format!("{:>14}", "family \\ T");
@@ -520,8 +534,8 @@ impl SamplersStudy {
             series,
             refs: vec![],
             caption: Some(format!(
-                "{} samples; exact-vs-exact s.e. {floor:.1e} (values below are noise; non-positive values not drawn)",
-                self.samples
+                "{} samples; last step {}; exact-vs-exact s.e. {floor:.1e} (values below are noise; non-positive values not drawn)",
+                self.samples, self.last_step
             )),
         }
     }

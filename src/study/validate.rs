@@ -34,7 +34,7 @@ use crate::lowrank::{LowRankMixture, LowRankScore};
 use crate::metrics::{frechet_distance_sq, mmd2_unbiased, MMD_BANDWIDTHS};
 use crate::path_kl::{path_kl_sweep, PathKlParams};
 use crate::sampler::{
-    sample, step_with_noise, KernelKind, LgsOptions, SamplerConfig, SamplerFamily,
+    sample, step_with_noise, KernelKind, LastStep, LgsOptions, SamplerConfig, SamplerFamily,
 };
 use crate::schedule::Schedule;
 use crate::{image_data, presets};
@@ -326,6 +326,9 @@ impl ValidateStudy {
                     want_cfg = config(SamplerFamily::Full, *k, self.seed);
                     want_cfg.clip_range = None;
                 }
+                // Each kernel's draw, the last one's noise included (the mean-only last step
+                // is the posterior-mean row above).
+                (c.last_step, want_cfg.last_step) = (LastStep::Noisy, LastStep::Noisy);
                 let y = step_with_noise_tensor(&gpu, &c, i, &x, &z)?;
                 let want = xs
                     .iter()
