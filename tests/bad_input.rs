@@ -163,6 +163,9 @@ fn outputs(row: &Row, dir: &Path) -> Vec<String> {
         "--figure".to_string(),
         dir.join("fig").display().to_string(),
     ];
+    if row.args.contains(&"--json") {
+        return figure;
+    }
     match row.bin {
         "study" => vec![],
         "validate" => json,
@@ -188,16 +191,7 @@ fn every_bad_input_exits_2_naming_the_field() {
         let out = Command::new(exe)
             .args(&args)
             // Outputs (if any were written) go to the temp directory, never into the repo.
-            .arg("--json")
-            .arg(dir.join("out.json"))
-            .args(if row.bin == "validate" {
-                vec![]
-            } else {
-                vec![
-                    "--figure".to_string(),
-                    dir.join("fig").display().to_string(),
-                ]
-            })
+            .args(outputs(row, &dir))
             .output()
             .expect("runs");
         let secs = start.elapsed().as_secs_f64();

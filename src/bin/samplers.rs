@@ -7,7 +7,7 @@ use std::path::PathBuf;
 mod common;
 
 use clap::Parser;
-use common::{bad, failed, finish, Outcome};
+use common::{failed, finish, Outcome};
 use covlab::study::samplers::SamplersStudy;
 use covlab::study::{run_all, StudyKind};
 
@@ -93,14 +93,11 @@ fn run(args: &Args) -> Result<(), Outcome> {
     study.validate().map_err(common::param)?;
     common::check_output("--json", &args.json)?;
     common::check_figures("--figure", &args.figure, &study.figures())?;
-    if let Some(t) = args.threads {
-        if t == 0 {
-            return Err(Outcome::from(bad(anyhow::anyhow!(
-                "--threads must be >= 1"
-            ))));
-        }
+    // The global pool (the samplers study runs in it); the same 1..=1024 check as elsewhere.
+    if args.threads.is_some() {
+        let n = common::thread_pool(args.threads)?.current_num_threads();
         rayon::ThreadPoolBuilder::new()
-            .num_threads(t)
+            .num_threads(n)
             .build_global()
             .map_err(failed)?;
     }
