@@ -130,6 +130,14 @@ pub enum PathKlError {
     /// DDIM path KL with an early stop.
     #[error("`early_stop` must be 0 with the DDIM kernel (its x_0 is the data at t = 0), got {0}")]
     DdimEarlyStop(f64),
+    /// Route B's tensor Gauss-Hermite rule has more than `usize::MAX` nodes.
+    #[error("route b: an inner Gauss-Hermite rule of order {order} in D = {dim} has more nodes than fit in memory (`gh_orders`)")]
+    InnerRuleTooLarge {
+        /// The order per dimension.
+        order: usize,
+        /// The dimension.
+        dim: usize,
+    },
     /// A data component's covariance is too ill-conditioned for f64 (see [`MAX_CONDITION`]).
     #[error("`covariances[{index}]` has condition number {condition:.3e} > {MAX_CONDITION:e}: f64 cannot resolve the path KL's covariance formulas (their round-off grows like eps x condition); rescale or regularise that component")]
     IllConditioned {
@@ -840,7 +848,15 @@ pub fn path_kl_sweep(
     let total = tasks.len();
     let done = AtomicUsize::new(0);
     let [n1, n2] = params.gh_orders;
-    let gh = [gauss_hermite_tensor(n1, d), gauss_hermite_tensor(n2, d)];
+    // The inner Gauss-Hermite rules serve route B only (D <= 3, checked above).
+    let gh = if params.route == Route::B {
+        let rule = |n: usize| {
+            gauss_hermite_tensor(n, d).ok_or(PathKlError::InnerRuleTooLarge { order: n, dim: d })
+        };
+        [rule(n1)?, rule(n2)?]
+    } else {
+        [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())]
+    };
     let results: Vec<TaskResult> = tasks
         .par_iter()
         .map(|t| {

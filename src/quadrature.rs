@@ -322,11 +322,13 @@ pub fn gauss_hermite(n: usize) -> (Vec<f64>, Vec<f64>) {
     (nodes, weights.iter().map(|w| w / total).collect())
 }
 
-/// Tensor Gauss-Hermite rule for N(0, I_D): nodes (flat, n^D x D) and weights.
+/// Tensor Gauss-Hermite rule for N(0, I_D): nodes (flat, n^D x D) and weights; `None` when
+/// n^D overflows `usize` (a 64-dimensional tensor rule: `n.pow(d)` used to wrap to 0 in
+/// release builds and panic in checked ones).
 #[must_use]
-pub fn gauss_hermite_tensor(n: usize, d: usize) -> (Vec<f64>, Vec<f64>) {
+pub fn gauss_hermite_tensor(n: usize, d: usize) -> Option<(Vec<f64>, Vec<f64>)> {
     let (z, w) = gauss_hermite(n);
-    let total = n.pow(d as u32);
+    let total = u32::try_from(d).ok().and_then(|e| n.checked_pow(e))?;
     let mut nodes = Vec::with_capacity(total * d);
     let mut weights = Vec::with_capacity(total);
     let mut idx = vec![0usize; d];
@@ -345,7 +347,7 @@ pub fn gauss_hermite_tensor(n: usize, d: usize) -> (Vec<f64>, Vec<f64>) {
             *i = 0;
         }
     }
-    (nodes, weights)
+    Some((nodes, weights))
 }
 
 /// Visits the nodes of `rule` where `q` carries mass, with the exact geometry there: density

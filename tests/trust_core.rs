@@ -6,7 +6,7 @@ use covlab::covariance::Family;
 use covlab::mixture::{Mixture, MixtureError};
 use covlab::path_kl::{path_kl_sweep, PathKlError, PathKlParams, RuleChoice, MAX_CONDITION};
 use covlab::presets::{from_json_str, PresetError};
-use covlab::quadrature::{lattice, LatticeParams};
+use covlab::quadrature::{gauss_hermite_tensor, lattice, LatticeParams};
 use covlab::schedule::Schedule;
 use nalgebra::{DMatrix, DVector};
 
@@ -79,6 +79,17 @@ fn lattice_count_never_saturates_or_wraps() {
     )
     .expect("mixture");
     assert!(lattice(&q3, &unlimited).is_none());
+}
+
+#[test]
+fn tensor_gauss_hermite_never_wraps() {
+    // 8^64 = 2^192: `n.pow(d)` wrapped to 0 in release builds (an empty rule) and panicked
+    // in checked ones (the digits8 path KL in the test profile).
+    assert!(gauss_hermite_tensor(8, 64).is_none());
+    let (nodes, weights) = gauss_hermite_tensor(3, 2).expect("9 nodes");
+    assert_eq!((nodes.len(), weights.len()), (18, 9));
+    // A normalised rule: the weights of N(0, I) sum to 1 (to round-off).
+    assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-14);
 }
 
 fn diag_gaussian(scale: f64, small: f64) -> Mixture {

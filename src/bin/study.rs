@@ -105,7 +105,16 @@ fn outcome(e: StudyError) -> Outcome {
     }
 }
 
-fn load_all(args: &Args, files: &[PathBuf], all: bool) -> Result<Vec<StudyFile>, Outcome> {
+/// Loads the named study files (or every one under the root). With `lenient`, a discovered
+/// study whose kind needs a feature this build lacks (`validate` without `candle`) is skipped
+/// with a line on stderr instead of failing the whole command: `study list` and
+/// `study check` without `--features candle` still cover every other study.
+fn load_all(
+    args: &Args,
+    files: &[PathBuf],
+    all: bool,
+    lenient: bool,
+) -> Result<Vec<StudyFile>, Outcome> {
     let paths = if all || files.is_empty() {
         if all && !files.is_empty() {
             return Err(common::bad(anyhow::anyhow!("give study files or --all, not both")).into());
@@ -114,10 +123,18 @@ fn load_all(args: &Args, files: &[PathBuf], all: bool) -> Result<Vec<StudyFile>,
     } else {
         files.to_vec()
     };
-    let studies: Vec<StudyFile> = paths
-        .iter()
-        .map(|p| StudyFile::load(p).map_err(outcome))
-        .collect::<Result<_, _>>()?;
+    let lenient = lenient && files.is_empty();
+    let mut studies: Vec<StudyFile> = Vec::with_capacity(paths.len());
+    for p in &paths {
+        match StudyFile::load(p) {
+            Ok(f) => studies.push(f),
+            Err(StudyError::FeatureMissing { kind, feature, .. }) if lenient => eprintln!(
+                "skipped {}: kind `{kind}` needs --features {feature} (this build lacks it)",
+                p.display()
+            ),
+            Err(e) => return Err(outcome(e)),
+        }
+    }
     // Two study files writing the same output would silently overwrite each other.
     let clashes = covlab::study::file::collisions(&studies);
     if !clashes.is_empty() {
@@ -213,7 +230,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
                 .map(Shard::parse)
                 .transpose()
                 .map_err(common::param)?;
-            let studies = load_all(args, files, *all)?;
+            let studies = load_all(args, files, *all, false)?;
             // Every output path is proved writable before any study computes (exit 2).
             for file in &studies {
                 match shard {
@@ -276,7 +293,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
             if files.is_empty() {
                 return Err(common::bad(anyhow::anyhow!("give the study files to merge")).into());
             }
-            let studies = load_all(args, files, false)?;
+            let studies = load_all(args, files, false, false)?;
             let dir = shard_dir(args, dir);
             let mut checks_ok = true;
             for file in &studies {
@@ -315,7 +332,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
             quick,
             threads,
         } => {
-            let studies = load_all(args, files, false)?;
+            let studies = load_all(args, files, false, true)?;
             let explicit = !files.is_empty();
             let pool = pool(*threads)?;
             let start = Instant::now();
@@ -386,7 +403,7 @@ fn run(args: &Args) -> Result<bool, Outcome> {
             Ok(ok)
         }
         Command::List => {
-            let studies = load_all(args, &[], true)?;
+            let studies = load_all(args, &[], true, true)?;
             for file in &studies {
                 let state = match currency(file) {
                     Currency::Current => "current".to_string(),

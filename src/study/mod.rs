@@ -341,17 +341,35 @@ pub struct Assembled {
 impl Assembled {
     /// The checks against a rigorous bound or tolerance that failed, each naming its case: the
     /// strings of the doc's top-level `failed_checks` array (a kind that checks its results
-    /// writes it; empty when absent). Binaries exit 1 when it is non-empty.
+    /// writes it, e.g. `lanczos`), and every entry of a top-level `checks` table whose `pass`
+    /// is false (`validate`: `{"data", "family", "name", "value", "tolerance", "pass"}`).
+    /// Binaries and `study run`/`merge`/`check` exit 1 when it is non-empty.
     #[must_use]
     pub fn failed_checks(&self) -> Vec<String> {
-        self.doc["failed_checks"]
+        let mut out: Vec<String> = self.doc["failed_checks"]
             .as_array()
             .map(|a| {
                 a.iter()
                     .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(checks) = self.doc["checks"].as_array() {
+            for c in checks {
+                if c["pass"] == Value::Bool(false) {
+                    let field = |k: &str| c[k].as_str().unwrap_or("-").to_string();
+                    out.push(format!(
+                        "{} {} {}: {} > tolerance {}",
+                        field("data"),
+                        field("family"),
+                        field("name"),
+                        c["value"],
+                        c["tolerance"]
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -556,5 +574,37 @@ pub(crate) fn ensure(
         Ok(())
     } else {
         Err(ParamError::new(key, expected, format!("{got:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn assembled(doc: Value) -> Assembled {
+        Assembled {
+            doc,
+            figures: Vec::new(),
+            table: String::new(),
+        }
+    }
+
+    #[test]
+    fn failed_checks_come_from_both_tables() {
+        let ok = assembled(json!({"checks": [{"pass": true, "value": 1e-7, "tolerance": 1e-5}]}));
+        assert!(ok.failed_checks().is_empty());
+        // A validate-style table row that failed is a failed check naming its case.
+        let bad = assembled(json!({
+            "failed_checks": ["geometric_D200_kappa100: k = 73"],
+            "checks": [{"data": "digits8", "family": "diag", "name": "step 20", "pass": false,
+                        "value": 2e-4, "tolerance": 1e-4}]
+        }));
+        let f = bad.failed_checks();
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(
+            f[1].contains("digits8 diag step 20") && f[1].contains("0.0001"),
+            "{f:?}"
+        );
     }
 }

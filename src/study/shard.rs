@@ -153,15 +153,17 @@ pub fn select_set(
     if keys.len() <= 1 {
         return Ok((files.into_iter().map(|(_, s)| s).collect(), Vec::new()));
     }
-    let complete = |k: &Key| {
+    // The shard indices present for one set, ascending.
+    let indices = |k: &Key| {
         let mut idx: Vec<usize> = files
             .iter()
             .filter(|(_, s)| &key(s) == k)
             .map(|(_, s)| s.shard.index)
             .collect();
         idx.sort_unstable();
-        idx == (0..k.0).collect::<Vec<_>>()
+        idx
     };
+    let complete = |k: &Key| indices(k) == (0..k.0).collect::<Vec<_>>();
     let chosen: Vec<&Key> = keys
         .iter()
         .filter(|k| k.2 == sha256 && complete(k))
@@ -177,12 +179,7 @@ pub fn select_set(
     let sets: Vec<String> = keys
         .iter()
         .map(|k| {
-            let mut idx: Vec<usize> = files
-                .iter()
-                .filter(|(_, s)| &key(s) == k)
-                .map(|(_, s)| s.shard.index)
-                .collect();
-            idx.sort_unstable();
+            let idx = indices(k);
             format!(
                 "shards {idx:?} of {} ({} cells, study file sha256 {}{}{})",
                 k.0,
