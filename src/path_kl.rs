@@ -723,7 +723,10 @@ fn max_condition(q0: &Mixture) -> Result<f64, PathKlError> {
     for (index, c) in q0.components().iter().enumerate() {
         let ev = c.eigenvalues();
         let condition = ev.max() / ev.min();
-        if !(condition <= MAX_CONDITION) {
+        if !matches!(
+            condition.partial_cmp(&MAX_CONDITION),
+            Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+        ) {
             return Err(PathKlError::IllConditioned { index, condition });
         }
         kappa = kappa.max(condition);

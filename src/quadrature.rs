@@ -185,7 +185,10 @@ pub fn lattice(q: &Mixture, params: &LatticeParams) -> Option<Cubature> {
         // counted in f64 first: a float-to-int `as` saturates (means at 1e25 gave
         // usize::MAX, whose round-up to a multiple of 4 then wrapped to 0: one node)
         let j = (0.5 * (hi - lo) / h).ceil().max(2.0);
-        if !(j <= params.max_nodes as f64) {
+        if !matches!(
+            j.partial_cmp(&(params.max_nodes as f64)),
+            Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+        ) {
             return None;
         }
         half[i] = (j as usize).div_ceil(4) * 4;

@@ -318,7 +318,10 @@ fn walk(
                     .and_then(Value::as_f64)
                     .unwrap_or(f64::NAN);
                 // NaN (a missing bound, a non-finite value) drifts too.
-                if !(y.abs() <= bound) {
+                if !matches!(
+                    y.abs().partial_cmp(&bound),
+                    Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+                ) {
                     drift(out, path, y.abs(), bound);
                 }
                 return;
