@@ -3,8 +3,8 @@
 //! it names. Runs every row and reports all failures at once.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A row: the binary, its arguments (`{dir}` is replaced by a temp directory holding the
 /// files of [`write_files`]), and a string the error must contain.
@@ -188,19 +188,46 @@ fn every_bad_input_exits_2_naming_the_field() {
             .map(|a| a.replace("{dir}", &dir.display().to_string()))
             .collect();
         let start = Instant::now();
-        let out = Command::new(exe)
+        let mut child = Command::new(exe)
             .args(&args)
             // Outputs (if any were written) go to the temp directory, never into the repo.
             .args(outputs(row, &dir))
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("runs");
-        let secs = start.elapsed().as_secs_f64();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        // A row that computes instead of refusing is killed at the limit (a failure, not a
+        // hang: `--threads 100000` used to never finish starting).
+        let mut stderr_pipe = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let mut buf = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr_pipe, &mut buf);
+            buf
+        });
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if start.elapsed().as_secs_f64() > MAX_SECONDS {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = reader.join().unwrap_or_default();
         let what = format!("{} {}", row.bin, args.join(" "));
-        if out.status.code() != Some(2) {
+        let Some(status) = status else {
+            failures.push(format!(
+                "{what}: still running after {MAX_SECONDS} s (killed)"
+            ));
+            continue;
+        };
+        let secs = start.elapsed().as_secs_f64();
+        if status.code() != Some(2) {
             failures.push(format!(
                 "{what}: exit {:?}, stderr: {stderr}",
-                out.status.code()
+                status.code()
             ));
         } else if stderr.contains("panicked") {
             failures.push(format!("{what}: panicked: {stderr}"));
