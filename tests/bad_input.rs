@@ -150,6 +150,104 @@ const ROWS: &[Row] = &[
         args: &["--trajectory-steps", "0"],
         names: "--trajectory-steps",
     },
+    Row {
+        bin: "samplers",
+        args: &["--data", "grid9,grid9"],
+        names: "--data",
+    },
+    Row {
+        bin: "samplers",
+        args: &["--threads", "100000"],
+        names: "--threads",
+    },
+    Row {
+        bin: "samplers",
+        args: &["--last-step", "maybe"],
+        names: "--last-step",
+    },
+    Row {
+        bin: "path-kl",
+        args: &["--families", "full,full"],
+        names: "--families",
+    },
+    Row {
+        bin: "path-kl",
+        args: &["--data", "{dir}"],
+        names: "directory",
+    },
+    Row {
+        bin: "path-kl",
+        args: &["--json", "{dir}/e308.json/x.json"],
+        names: "--json",
+    },
+    Row {
+        bin: "lanczos",
+        args: &["--kappas", "1e17"],
+        names: "--kappas",
+    },
+    Row {
+        bin: "lanczos",
+        args: &["--data", "{dir}/e308.json"],
+        names: "--data",
+    },
+    Row {
+        bin: "lanczos",
+        args: &["--threads", "100000"],
+        names: "--threads",
+    },
+    Row {
+        bin: "study",
+        args: &["run", "{dir}/no_such_study.toml"],
+        names: "no_such_study.toml",
+    },
+    Row {
+        bin: "study",
+        args: &["run", "{dir}"],
+        names: "directory",
+    },
+    Row {
+        bin: "study",
+        args: &["--root", "{dir}/missing", "list"],
+        names: "--root",
+    },
+    Row {
+        bin: "study",
+        args: &["--root", "{dir}/e308.json", "list"],
+        names: "--root",
+    },
+    Row {
+        bin: "study",
+        args: &["run", "--all", "--threads", "100000"],
+        names: "--threads",
+    },
+    #[cfg(feature = "candle")]
+    Row {
+        bin: "learned",
+        args: &["train", "--data", "grid9", "--layers", "0"],
+        names: "--layers",
+    },
+    #[cfg(feature = "candle")]
+    Row {
+        bin: "learned",
+        args: &[
+            "eval",
+            "--data",
+            "grid9",
+            "--methods",
+            "beta-tilde",
+            "--steps",
+            "1",
+            "--mmd-steps",
+            "none",
+        ],
+        names: "--steps",
+    },
+    #[cfg(feature = "candle")]
+    Row {
+        bin: "learned",
+        args: &["eval", "--data", "digits32"],
+        names: "--models",
+    },
 ];
 
 /// `--json` (and `--figure` where the binary has one) into the temp directory, so that no row
