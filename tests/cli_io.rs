@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::study;
+
 fn text(o: &Output) -> String {
     format!(
         "{}\n{}",
@@ -161,15 +163,6 @@ fn duplicate_list_entries_and_directory_data_are_refused() {
         .expect("runs");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("is a directory"), "{}", text(&o));
-}
-
-fn study(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_study"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("runs")
 }
 
 /// A small path-kl study writing `json` and `figure`.

@@ -3,20 +3,13 @@
 //! changed), shards merged through files, bad study files -> exit code 2 naming the key.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 mod common;
 
-fn study(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_study"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("runs")
-}
+use common::study;
 
 fn text(o: &Output) -> String {
     format!(

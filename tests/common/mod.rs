@@ -135,3 +135,13 @@ pub fn run_for_json(mut cmd: std::process::Command, dir: &std::path::Path) -> se
     serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written"))
         .expect("valid JSON")
 }
+
+/// Runs the `study` binary with `--root root` and `args`.
+pub fn study(root: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_study"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("runs")
+}
