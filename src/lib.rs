@@ -30,7 +30,7 @@
 //! - [`study`]: study files (`studies/*.toml`): every committed result regenerated, checked
 //!   for drift and shardable; each binary's computation as a study kind.
 //!
-//! Features: `candle` ([`gpu`]: the tensor path on candle, CPU device, tested in CI) and
+//! Features: `candle` ([`tensor`]: the tensor path on candle, CPU device, tested in CI; [`learned`]: learned networks on it) and
 //! `cuda` (candle's CUDA backend; built by `scripts/build-cuda.sh`, not in CI).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -40,12 +40,12 @@
 
 pub mod covariance;
 pub mod error;
-#[cfg(feature = "candle")]
-pub mod gpu;
 pub mod guidance;
 pub mod hutchinson;
 pub mod image_data;
 pub mod lanczos;
+#[cfg(feature = "candle")]
+pub mod learned;
 pub mod lowrank;
 pub mod metrics;
 pub mod mixture;
@@ -62,6 +62,8 @@ pub mod sampler;
 pub mod schedule;
 pub mod score;
 pub mod study;
+#[cfg(feature = "candle")]
+pub mod tensor;
 pub mod tridiagonal;
 
 pub use error::{Error, Result};

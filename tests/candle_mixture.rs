@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use covlab::gpu::candle_core::{Device, Tensor, Var};
-use covlab::gpu::{
-    batch, lanczos_batched, log_sum_exp0, relative_error as rel, TensorError, TensorMixture,
-};
 use covlab::image_data;
 use covlab::score::LocalScore;
+use covlab::tensor::candle_core::{Device, Tensor, Var};
+use covlab::tensor::{
+    batch, lanczos_batched, log_sum_exp0, relative_error as rel, TensorError, TensorMixture,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

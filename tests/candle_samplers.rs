@@ -4,12 +4,6 @@
 
 use anyhow::Result;
 use covlab::covariance::Family;
-use covlab::gpu::candle_core::{Device, Tensor};
-use covlab::gpu::{
-    analytic_trace_table_tensor, batch, cross_entropy_path_kl, relative_error as rel,
-    sample_tensor, step_with_noise_tensor, AsScoreModel, CrossEntropyParams, NoiseSource,
-    TensorError, TensorMixtureScore, TensorSampleOptions,
-};
 use covlab::image_data;
 use covlab::lowrank::{LowRankMixture, LowRankScore};
 use covlab::path_kl::{path_kl_sweep, PathKlParams};
@@ -19,6 +13,12 @@ use covlab::sampler::{
 };
 use covlab::schedule::Schedule;
 use covlab::score::{LocalScore, ScoreModel};
+use covlab::tensor::candle_core::{Device, Tensor};
+use covlab::tensor::{
+    analytic_trace_table_tensor, batch, cross_entropy_path_kl, relative_error as rel,
+    sample_tensor, step_with_noise_tensor, AsScoreModel, CrossEntropyParams, NoiseSource,
+    TensorError, TensorMixtureScore, TensorSampleOptions,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -292,19 +292,20 @@ fn checkpoints_are_checked_against_the_run() {
 
 #[test]
 fn a_checkpoint_with_a_nan_weight_is_refused() {
-    use covlab::gpu::learned::{load_head, save_head, Head, TimeMlp};
+    use covlab::learned::{load_head, save_head, Head, TimeMlp};
     let dir = common::tmp_dir("learned-nan");
-    let device = covlab::gpu::candle_core::Device::Cpu;
+    let device = covlab::tensor::candle_core::Device::Cpu;
     let (head, meta) = load_head(
         &committed_models().join("grid9/ocm-exact.safetensors"),
         &device,
     )
     .expect("committed head");
-    let mut params: Vec<covlab::gpu::candle_core::Tensor> = head.mlp().params().to_vec();
+    let mut params: Vec<covlab::tensor::candle_core::Tensor> = head.mlp().params().to_vec();
     let b = &params[1];
     let mut v: Vec<f32> = b.flatten_all().and_then(|t| t.to_vec1()).expect("bias");
     v[0] = f32::NAN;
-    params[1] = covlab::gpu::candle_core::Tensor::from_vec(v, b.dims(), &device).expect("tensor");
+    params[1] =
+        covlab::tensor::candle_core::Tensor::from_vec(v, b.dims(), &device).expect("tensor");
     let mlp = TimeMlp::from_params(meta.shape, params, &device).expect("same shape");
     let bad = Head::from_parts(head.kind(), mlp, meta.prior.clone(), &device);
     let path = dir.join("models/grid9/ocm-exact.safetensors");

@@ -7,12 +7,12 @@
 
 use anyhow::Result;
 use covlab::covariance::Family;
-use covlab::gpu::candle_core::Device;
-use covlab::gpu::learned::{evaluate_chains, EvalModels, EvalParams, EvalRow, Method};
 use covlab::hutchinson::{hutchinson_excess, HutchinsonMc};
+use covlab::learned::{evaluate_chains, EvalModels, EvalParams, EvalRow, Method};
 use covlab::path_kl::{path_kl_sweep, PathKlParams};
 use covlab::quadrature::Estimate;
 use covlab::schedule::Schedule;
+use covlab::tensor::candle_core::Device;
 
 /// Evaluator settings with small curves (the tests look at the path-KL rows).
 fn params(steps: &[usize], methods: &str) -> Result<EvalParams> {

@@ -5,16 +5,16 @@
 #![cfg(feature = "candle")]
 
 use anyhow::Result;
-use covlab::gpu::candle_core::{DType, Device, Tensor};
-use covlab::gpu::learned::checkpoint::CheckpointMeta;
-use covlab::gpu::learned::heads::host_flat;
-use covlab::gpu::learned::train::DataSampler;
-use covlab::gpu::learned::{
+use covlab::learned::checkpoint::CheckpointMeta;
+use covlab::learned::train::DataSampler;
+use covlab::learned::{
     load_head, load_score, save_head, save_score, train_head, train_score, GaussianPrior, HeadKind,
     HeadScore, LearnedError, MlpShape, ModelKind, RowTimes, ScoreNet, TimeMixture, TimeMlp,
     TrainParams,
 };
 use covlab::mixture::Mixture;
+use covlab::tensor::candle_core::{DType, Device, Tensor};
+use covlab::tensor::host_flat;
 use nalgebra::{DMatrix, DVector};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -176,7 +176,7 @@ fn ocm_head_learns_diag_h_of_a_gaussian(device: &Device) -> Result<()> {
     );
     let mut worst: f64 = 0.0;
     for lambda in [-4.0, -2.0, 0.0, 2.0, 4.0] {
-        let ln_abar = covlab::gpu::learned::conditioning::ln_abar_of_lambda(lambda);
+        let ln_abar = covlab::learned::conditioning::ln_abar_of_lambda(lambda);
         let xs = Tensor::from_vec(vec![0.3f32, -1.0, -0.5, 2.0], (2, 2), device)?;
         let o = host_flat(&head.output(&xs, &RowTimes::same(ln_abar, 2))?)?;
         let abar = ln_abar.exp();

@@ -4,12 +4,12 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use covlab::gpu::candle_core::Device;
-use covlab::gpu::candle_core::Tensor;
-use covlab::gpu::{batch, lanczos_batched, TensorError, TensorMixture};
 use covlab::image_data;
 use covlab::lanczos::{lanczos, LanczosParams, LinearOperator};
 use covlab::score::LocalScore;
+use covlab::tensor::candle_core::Device;
+use covlab::tensor::candle_core::Tensor;
+use covlab::tensor::{batch, lanczos_batched, TensorError, TensorMixture};
 use criterion::{criterion_group, Criterion};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

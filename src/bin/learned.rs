@@ -19,7 +19,7 @@ mod common;
 use anyhow::anyhow;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use common::{bad, failed, finish, write_json, Outcome};
-use covlab::gpu::learned::EvalParams;
+use covlab::learned::EvalParams;
 use covlab::study::learned::{LearnedEvalStudy, LearnedTrainStudy};
 use covlab::study::{run_all, Observer, StudyKind};
 use indicatif::{ProgressBar, ProgressStyle};

@@ -20,10 +20,6 @@ use serde_json::{json, Value};
 use super::{
     ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
 };
-use crate::gpu::{
-    batch, device_from_name, sample_tensor, step_with_noise_tensor, NoiseSource, TensorLocal,
-    TensorMixtureScore, TensorSampleOptions, TensorScoreModel,
-};
 use crate::image_data;
 use crate::lanczos::{lanczos, LanczosParams, LinearOperator};
 use crate::lowrank::LowRankLocal;
@@ -31,6 +27,10 @@ use crate::plot::{LogLogFigure, Series};
 use crate::sampler::{SamplerConfig, SamplerFamily};
 use crate::schedule::Schedule;
 use crate::score::LocalScore;
+use crate::tensor::{
+    batch, device_from_name, sample_tensor, step_with_noise_tensor, NoiseSource, TensorLocal,
+    TensorMixtureScore, TensorSampleOptions, TensorScoreModel,
+};
 
 /// A mid-trajectory time of ddpm-linear: ln abar = -1, and a step of b = 0.1.
 const LN_ABAR: f64 = -1.0;

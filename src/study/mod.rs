@@ -226,11 +226,11 @@ pub enum StudyError {
     /// The tensor path failed.
     #[cfg(feature = "candle")]
     #[error(transparent)]
-    Tensor(#[from] crate::gpu::TensorError),
+    Tensor(#[from] crate::tensor::TensorError),
     /// A learned model could not be trained or evaluated.
     #[cfg(feature = "candle")]
     #[error(transparent)]
-    Learned(#[from] crate::gpu::learned::LearnedError),
+    Learned(#[from] crate::learned::LearnedError),
     /// A study case could not be computed.
     #[error("{case}: {reason}")]
     Case {
@@ -273,9 +273,9 @@ from_module_errors!(
 );
 
 #[cfg(feature = "candle")]
-impl From<crate::gpu::candle_core::Error> for StudyError {
-    fn from(e: crate::gpu::candle_core::Error) -> Self {
-        StudyError::Tensor(crate::gpu::TensorError::from(e))
+impl From<crate::tensor::candle_core::Error> for StudyError {
+    fn from(e: crate::tensor::candle_core::Error) -> Self {
+        StudyError::Tensor(crate::tensor::TensorError::from(e))
     }
 }
 

@@ -25,11 +25,6 @@ use super::{
     StudyKind,
 };
 use crate::covariance::Family;
-use crate::gpu::{
-    analytic_trace_table_tensor, batch, cross_entropy_path_kl, device_from_name,
-    relative_error as rel, rows, sample_tensor, step_with_noise_tensor, CrossEntropyParams,
-    NoiseSource, TensorLocal, TensorMixtureScore, TensorSampleOptions, TensorScoreModel,
-};
 use crate::lowrank::{LowRankMixture, LowRankScore};
 use crate::metrics::{frechet_distance_sq, mmd2_unbiased, MMD_BANDWIDTHS};
 use crate::path_kl::{path_kl_sweep, PathKlParams};
@@ -37,6 +32,11 @@ use crate::sampler::{
     sample, step_with_noise, KernelKind, LastStep, LgsOptions, SamplerConfig, SamplerFamily,
 };
 use crate::schedule::Schedule;
+use crate::tensor::{
+    analytic_trace_table_tensor, batch, cross_entropy_path_kl, device_from_name,
+    relative_error as rel, rows, sample_tensor, step_with_noise_tensor, CrossEntropyParams,
+    NoiseSource, TensorLocal, TensorMixtureScore, TensorSampleOptions, TensorScoreModel,
+};
 use crate::{image_data, presets};
 
 /// Documented tolerances. f32 vs f64, relative: the issue's targets (mean 1e-5; sqrt(C) z and
@@ -167,8 +167,9 @@ fn to_rows(v: &[DVector<f64>]) -> Vec<Vec<f64>> {
     v.iter().map(|x| x.as_slice().to_vec()).collect()
 }
 
-fn f32_rows(t: &crate::gpu::candle_core::Tensor) -> Result<Vec<Vec<f32>>, StudyError> {
-    Ok(t.to_vec2::<f32>().map_err(crate::gpu::TensorError::from)?)
+fn f32_rows(t: &crate::tensor::candle_core::Tensor) -> Result<Vec<Vec<f32>>, StudyError> {
+    Ok(t.to_vec2::<f32>()
+        .map_err(crate::tensor::TensorError::from)?)
 }
 
 impl ValidateStudy {
@@ -299,7 +300,7 @@ impl ValidateStudy {
             let mut cases: Vec<(SamplerFamily, KernelKind, String)> = Vec::new();
             for k in &kernels {
                 for f in &fams {
-                    if matches!(f, SamplerFamily::Full) && d > crate::gpu::FULL_MAX_DIM {
+                    if matches!(f, SamplerFamily::Full) && d > crate::tensor::FULL_MAX_DIM {
                         continue;
                     }
                     let label = match k {
@@ -352,7 +353,7 @@ impl ValidateStudy {
         };
         for k in &kernels {
             for f in &fams {
-                if matches!(f, SamplerFamily::Full) && d > crate::gpu::FULL_MAX_DIM {
+                if matches!(f, SamplerFamily::Full) && d > crate::tensor::FULL_MAX_DIM {
                     continue;
                 }
                 let c = config(*f, *k, self.seed);
@@ -390,7 +391,7 @@ impl ValidateStudy {
                 noise_scale: self.perturb,
             };
             for f in &fams {
-                if matches!(f, SamplerFamily::Full) && d > crate::gpu::FULL_MAX_DIM {
+                if matches!(f, SamplerFamily::Full) && d > crate::tensor::FULL_MAX_DIM {
                     continue;
                 }
                 let fname = f.name();
@@ -546,14 +547,14 @@ impl StudyKind for ValidateStudy {
                     .dim(),
             };
             // A requested family that cannot be checked is an error, not a silent skip.
-            if fams.contains(&SamplerFamily::Full) && dim > crate::gpu::FULL_MAX_DIM {
+            if fams.contains(&SamplerFamily::Full) && dim > crate::tensor::FULL_MAX_DIM {
                 return Err(ParamError::new(
                     "families",
                     format!(
                         "families the tensor path can check on every data set: `full` needs \
                          D <= {} (a dense D x D covariance per sample), `{d}` has D = {dim}; \
                          use lgs-<k> there or drop `{d}`",
-                        crate::gpu::FULL_MAX_DIM
+                        crate::tensor::FULL_MAX_DIM
                     ),
                     "full",
                 ));

@@ -10,7 +10,7 @@ macro_rules! device_tests {
             $(
                 #[test]
                 fn $name() -> anyhow::Result<()> {
-                    super::$name(&covlab::gpu::candle_core::Device::Cpu)
+                    super::$name(&covlab::tensor::candle_core::Device::Cpu)
                 }
             )*
         }
@@ -19,7 +19,7 @@ macro_rules! device_tests {
             $(
                 #[test]
                 fn $name() -> anyhow::Result<()> {
-                    super::$name(&covlab::gpu::candle_core::Device::new_cuda(0)?)
+                    super::$name(&covlab::tensor::candle_core::Device::new_cuda(0)?)
                 }
             )*
         }

@@ -25,14 +25,10 @@ use serde_json::{json, Value};
 
 use super::{data_dim, head_path, load_data, score_path, DataSet};
 use crate::covariance::Family;
-use crate::gpu::learned::{
+use crate::learned::{
     evaluate_chains, load_head_for, load_score_for, Chain, CovErrorRow, CovSource, EvalModels,
     EvalParams, EvalReport, EvalRow, EvalRule, Expected, Head, HeadKind, JAsymmetryRow, MeanSource,
     Method, ScoreNet,
-};
-use crate::gpu::{
-    analytic_trace_table_tensor, rows as tensor_rows, sample_tensor, NoiseSource,
-    TensorMixtureScore, TensorSampleOptions,
 };
 use crate::lowrank::LowRankMixture;
 use crate::metrics::{mmd2_unbiased, MMD_BANDWIDTHS};
@@ -43,6 +39,10 @@ use crate::schedule::Schedule;
 use crate::study::{
     ensure, ensure_steps, from_cell, num, to_cell, Assembled, Figure, FigureName, Observer,
     ParamError, RunInfo, StudyError, StudyKind,
+};
+use crate::tensor::{
+    analytic_trace_table_tensor, rows as tensor_rows, sample_tensor, NoiseSource,
+    TensorMixtureScore, TensorSampleOptions,
 };
 
 const KIND: &str = "learned-eval";

@@ -4,7 +4,7 @@
 //!
 //! - [`LearnedEvalStudy`] loads checkpoints and computes, per method and T, the exact path KL
 //!   of the chain split into `S_full`, a mean part and a covariance part
-//!   ([`crate::gpu::learned::evaluate_chains`]), the MMD of sampled chains (DDPM and DDIM)
+//!   ([`crate::learned::evaluate_chains`]), the MMD of sampled chains (DDPM and DDIM)
 //!   against exact draws, the covariance error against `diag C` per t and, for a learned
 //!   score, the asymmetry of its Jacobian.
 //! - [`LearnedTrainStudy`] trains the score network and the covariance heads and writes their
@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use super::ParamError;
-use crate::gpu::learned::{GaussianPrior, HeadKind};
+use crate::learned::{GaussianPrior, HeadKind};
 use crate::mixture::Mixture;
 
 pub mod eval;

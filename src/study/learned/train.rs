@@ -8,7 +8,7 @@
 //! One cell: the heads trained against the learned score use the network trained in the same
 //! run (or the one under `out` when `models` omits `score`), so the models are not
 //! independent. Every draw comes from one seeded ChaCha8 stream per model type, so the weights
-//! are reproducible on a fixed thread count ([`crate::gpu::learned::train`]).
+//! are reproducible on a fixed thread count ([`crate::learned::train`]).
 
 use std::path::{Path, PathBuf};
 
@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{head_path, load_data, prior_of, score_path, DataSet};
-use crate::gpu::learned::checkpoint::CheckpointMeta;
-use crate::gpu::learned::train::DataSampler;
-use crate::gpu::learned::{
+use crate::learned::checkpoint::CheckpointMeta;
+use crate::learned::train::DataSampler;
+use crate::learned::{
     load_score_for, save_head, save_score, train_head, train_score, Expected, HeadKind, HeadScore,
     LearnedError, MlpShape, ModelKind, OcmWeight, ScoreNet, TimeMixture, TrainInfo, TrainParams,
 };

@@ -7,7 +7,7 @@
 //! - [`conditioning`]: the schedule-free time input (the log-SNR), the per-row time
 //!   quantities of a batch and the Gaussian prior every network is a residual of.
 //! - [`score_net`]: [`ScoreNet`], a score `s(x, t) = -eps_hat(x, t) / sqrt(1 - abar_t)` trained
-//!   by denoising score matching; a [`crate::gpu::TensorScoreModel`] whose `H v` is reverse-mode
+//!   by denoising score matching; a [`crate::tensor::TensorScoreModel`] whose `H v` is reverse-mode
 //!   autograd (`J^T v`).
 //! - [`time_mixture`]: the exact score of a mixture with diagonal components in candle ops,
 //!   with one time per row (the exact-score teacher of the covariance heads).
@@ -23,11 +23,10 @@
 //! [`LAMBDA_SCALE`]), not a schedule's own time, so a model trained once serves every
 //! schedule.
 
-use thiserror::Error;
-
 pub mod chain;
 pub mod checkpoint;
 pub mod conditioning;
+pub mod error;
 pub mod evaluate;
 pub mod heads;
 pub mod mlp;
@@ -41,6 +40,7 @@ pub use checkpoint::{
     save_score, Expected, ModelKind,
 };
 pub use conditioning::{GaussianPrior, PriorNet, RowTimes, LAMBDA_SCALE};
+pub use error::LearnedError;
 pub use evaluate::{
     evaluate_chains, CovErrorRow, EvalModels, EvalParams, EvalReport, EvalRow, EvalRule,
     JAsymmetryRow, Method,
@@ -50,52 +50,3 @@ pub use mlp::{MlpShape, TimeMlp};
 pub use score_net::{NetLocal, ScoreNet};
 pub use time_mixture::TimeMixture;
 pub use train::{train_head, train_score, OcmWeight, TrainInfo, TrainParams};
-
-/// Errors of the learned models.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum LearnedError {
-    /// A candle error.
-    #[error("candle: {0}")]
-    Candle(#[from] candle_core::Error),
-    /// A tensor-path error.
-    #[error(transparent)]
-    Tensor(#[from] crate::gpu::TensorError),
-    /// A tensor does not have the shape the model needs.
-    #[error("shape: {0}")]
-    Shape(String),
-    /// A parameter out of its domain.
-    #[error("invalid parameter `{field}`: {reason}")]
-    InvalidParameter {
-        /// The field.
-        field: &'static str,
-        /// What was expected.
-        reason: String,
-    },
-    /// A checkpoint is missing, unreadable or does not hold the expected model.
-    #[error("checkpoint `{path}`: {reason}")]
-    Checkpoint {
-        /// The file.
-        path: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// An unknown method name.
-    #[error("unknown method `{0}` (expected beta, beta-tilde, analytic, diag, full, hutchinson-<M>, ocm, sn, npr, iddpm, full-jt, full-j, full-sym)")]
-    UnknownMethod(String),
-    /// The data do not suit the request (e.g. a dense component where diagonal ones are needed).
-    #[error("data: {0}")]
-    Data(String),
-    /// A mixture error.
-    #[error(transparent)]
-    Mixture(#[from] crate::mixture::MixtureError),
-    /// A path-KL error (the `S_full` part).
-    #[error(transparent)]
-    PathKl(#[from] crate::path_kl::PathKlError),
-    /// A schedule error.
-    #[error(transparent)]
-    Schedule(#[from] crate::schedule::ScheduleError),
-    /// A sampler error.
-    #[error(transparent)]
-    Sampler(#[from] crate::sampler::SamplerError),
-}

@@ -272,13 +272,3 @@ pub fn head_h(kind: HeadKind, o: f64, one_minus_abar: f64, s: f64) -> f64 {
         HeadKind::Iddpm => f64::NAN,
     }
 }
-
-/// `(N, D)` tensor to a flat f64 host vector.
-///
-/// # Errors
-/// Candle errors.
-pub fn host_flat(t: &Tensor) -> Result<Vec<f64>, LearnedError> {
-    Ok(t.to_dtype(candle_core::DType::F64)?
-        .flatten_all()?
-        .to_vec1::<f64>()?)
-}

@@ -11,12 +11,13 @@
 use candle_core::{Device, Tensor};
 
 use super::conditioning::RowTimes;
-use super::heads::{host_flat, Head, HeadKind};
+use super::heads::{Head, HeadKind};
 use super::score_net::{to_tensor_error, ScoreNet};
 use super::LearnedError;
-use crate::gpu::{CovOperator, TensorError, TensorLocal, TensorMixtureScore, TensorScoreModel};
 use crate::model_kernel::{h_bounds, iddpm_h};
 use crate::schedule::{Grid, Step};
+use crate::tensor::host_flat;
+use crate::tensor::{CovOperator, TensorError, TensorLocal, TensorMixtureScore, TensorScoreModel};
 
 /// Where a chain's mean comes from.
 #[derive(Clone, Copy, Debug)]

@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use super::conditioning::{one_minus_exp, GaussianPrior, PriorNet, RowTimes};
 use super::mlp::{MlpShape, TimeMlp};
 use super::LearnedError;
-use crate::gpu::{TensorError, TensorLocal, TensorScoreModel};
+use crate::tensor::{grad_of_dot, TensorError, TensorLocal, TensorScoreModel};
 
 impl std::ops::Deref for ScoreNet {
     type Target = PriorNet;
@@ -114,7 +114,7 @@ impl ScoreNet {
         let e = (self.prior().eps(&u, times)? + f)?;
         let k = times.column(|l| -one_minus_exp(l).sqrt().recip(), x.dtype(), x.device())?;
         let s = e.broadcast_mul(&k)?;
-        let jf = super::heads::host_flat(&jf)?; // [j, n, i]
+        let jf = crate::tensor::host_flat(&jf)?; // [j, n, i]
         let mut jac = vec![0.0; n * d * d];
         for (r, &l) in times.ln_abar.iter().enumerate() {
             let c_in2 = self.prior().marginal_var(l).recip();
@@ -137,13 +137,8 @@ impl ScoreNet {
     pub fn jt_v(&self, x: &Tensor, times: &RowTimes, v: &Tensor) -> Result<Tensor, LearnedError> {
         let xv = Var::from_tensor(&x.detach())?;
         let s = self.score(xv.as_tensor(), times)?;
-        grad_of_dot(&s, v, &xv)
+        Ok(grad_of_dot(&s, v, &xv)?)
     }
-}
-
-/// [`crate::gpu::grad_of_dot`] with the learned models' error type.
-pub(crate) fn grad_of_dot(s: &Tensor, v: &Tensor, x: &Var) -> Result<Tensor, LearnedError> {
-    Ok(crate::gpu::grad_of_dot(s, v, x)?)
 }
 
 /// [`TensorLocal`] of a [`ScoreNet`]: the points (as a variable), the score and the graph
@@ -160,7 +155,7 @@ impl NetLocal {
     /// # Errors
     /// Candle errors.
     pub fn jt_v(&self, v: &Tensor) -> Result<Tensor, LearnedError> {
-        grad_of_dot(&self.score, v, &self.x)
+        Ok(grad_of_dot(&self.score, v, &self.x)?)
     }
 }
 

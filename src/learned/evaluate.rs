@@ -34,7 +34,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::conditioning::RowTimes;
-use super::heads::{head_h, host_flat, Head, HeadKind};
+use super::heads::{head_h, Head, HeadKind};
 use super::score_net::ScoreNet;
 use super::LearnedError;
 use crate::covariance::{Family, IsoScale};
@@ -47,6 +47,7 @@ use crate::quadrature::{
 };
 use crate::sampler::KernelKind;
 use crate::schedule::{Grid, Schedule, Step};
+use crate::tensor::host_flat;
 
 /// A covariance method of a model chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -15,9 +15,9 @@
 use candle_core::{Device, Tensor, Var};
 
 use super::conditioning::{one_minus_exp, RowTimes};
-use super::score_net::grad_of_dot;
 use super::LearnedError;
 use crate::mixture::{CovarianceKind, Mixture};
+use crate::tensor::grad_of_dot;
 
 /// A diagonal-component mixture on a device (see the module docs).
 #[derive(Clone, Debug)]
@@ -114,6 +114,6 @@ impl TimeMixture {
     pub fn hvp(&self, x: &Tensor, times: &RowTimes, v: &Tensor) -> Result<Tensor, LearnedError> {
         let xv = Var::from_tensor(&x.detach())?;
         let s = self.score(xv.as_tensor(), times)?;
-        grad_of_dot(&s, v, &xv)
+        Ok(grad_of_dot(&s, v, &xv)?)
     }
 }
