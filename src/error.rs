@@ -8,37 +8,40 @@ use thiserror::Error;
 pub enum Error {
     /// A schedule or grid could not be built.
     #[error(transparent)]
-    Schedule(#[from] crate::schedule::ScheduleError),
+    Schedule(#[from] crate::process::schedule::ScheduleError),
     /// A mixture was invalid.
     #[error(transparent)]
-    Mixture(#[from] crate::mixture::MixtureError),
+    Mixture(#[from] crate::data::mixture::MixtureError),
     /// A covariance family name or parameter was invalid.
     #[error(transparent)]
-    Covariance(#[from] crate::covariance::CovarianceError),
+    Covariance(#[from] crate::kernel::family::CovarianceError),
     /// A path-KL computation failed.
     #[error(transparent)]
-    PathKl(#[from] crate::path_kl::PathKlError),
+    PathKl(#[from] crate::kl::path_kl::PathKlError),
     /// A slope fit failed.
     #[error(transparent)]
-    Rates(#[from] crate::rates::RatesError),
+    Rates(#[from] crate::stats::rates::RatesError),
     /// A preset or mixture file could not be loaded.
     #[error(transparent)]
-    Preset(#[from] crate::presets::PresetError),
+    Preset(#[from] crate::data::presets::PresetError),
     /// The guidance example failed.
     #[error(transparent)]
-    Guidance(#[from] crate::guidance::GuidanceError),
+    Guidance(#[from] crate::kl::guidance::GuidanceError),
     /// A Lanczos approximation failed.
     #[error(transparent)]
-    Lanczos(#[from] crate::lanczos::LanczosError),
+    Lanczos(#[from] crate::linalg::lanczos::LanczosError),
     /// A sampler failed.
     #[error(transparent)]
     Sampler(#[from] crate::sampler::SamplerError),
+    /// A Hutchinson-expectation error.
+    #[error(transparent)]
+    Hutchinson(#[from] crate::kl::hutchinson::HutchinsonError),
     /// A sample metric could not be computed.
     #[error(transparent)]
-    Metrics(#[from] crate::metrics::MetricsError),
+    Metrics(#[from] crate::stats::metrics::MetricsError),
     /// An image preset could not be built.
     #[error(transparent)]
-    ImageData(#[from] crate::image_data::ImageDataError),
+    ImageData(#[from] crate::data::images::ImageDataError),
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),

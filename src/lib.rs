@@ -7,28 +7,24 @@
 //! `analytic`, `diag`, `full`). It fits convergence rates with confidence intervals
 //! and draws log-log figures.
 //!
-//! Modules, one mathematical object each:
-//! - [`schedule`]: noise schedules and time grids.
-//! - [`mixture`]: Gaussian mixtures: density, score, Hessian, HVP, sampling, marginals.
-//! - [`posterior`]: exact reverse kernels q(x_s | x_t) and their moments (two routes).
-//! - [`covariance`]: the covariance families of the reverse model kernels.
+//! Layers, in dependency order (a module imports only from layers before it):
+//! - [`numeric`]: compensated sums, log-sum-exp, random streams, non-finite JSON.
+//! - [`process`]: noise schedules and time grids.
+//! - [`data`]: Gaussian mixtures (dense and low-rank), the shipped and image data sets.
+//! - [`score`]: the score-model seam (score and Hessian-vector products) and its exact mixture implementations.
+//! - [`kernel`]: exact reverse kernels, covariance families, model kernels and clip bounds.
+//! - [`linalg`]: the tridiagonal eigensolver and Lanczos with its a-priori bound.
 //! - [`quadrature`]: cubature rules for expectations over mixtures (lattice, QMC, Gauss-Hermite).
-//! - [`path_kl`]: the exact path KL (routes A and B, family offsets, terminal term).
-//! - [`guidance`]: classifier guidance in the exact linear-Gaussian example (LGS appendix B).
-//! - [`rates`]: slope fits (log-log and semilog) with 95 % confidence intervals.
-//! - [`tridiagonal`]: symmetric tridiagonal eigendecomposition (implicit QL, Wilkinson shifts) with a residual check.
-//! - [`lanczos`]: Lanczos approximation of `C^{1/2} z` from products `v -> C v`, with its a-priori error bound.
-//! - [`model_kernel`]: model kernels in Hessian coordinates and the KL of N(m, C) to N(mu, Sigma) split into mean and covariance parts.
-//! - [`hutchinson`]: the expected path KL of `hutchinson-M` over its probes (Monte Carlo).
-//! - [`lowrank`]: mixtures with low-rank-plus-diagonal components (Woodbury; O(K D r) score and HVP) for image-sized D.
-//! - [`image_data`]: image-sized low-rank mixtures: `digits8`, `digits32` (UCI digits, embedded), `synth3x32`.
-//! - [`score`]: the score-model seam (score and Hessian-vector products) and its call counter.
-//! - [`sampler`]: CPU reverse samplers (DDPM/DDIM, every family, hutchinson-M, LGS and its variants).
-//! - [`metrics`]: sample-quality metrics: unbiased MMD² with standard errors, Fréchet distance, mean log-likelihood.
-//! - [`presets`]: the shipped data sets and the JSON mixture-file format.
-//! - [`plot`]: log-log and log-linear figures (SVG and PNG, no system fonts needed).
+//! - [`kl`]: the exact path KL, its Hutchinson expectation, classifier guidance.
+//! - [`stats`]: slope fits, MMD², Fréchet distance, likelihood.
+//! - [`sampler`]: CPU reverse samplers (DDPM/DDIM, every family, hutchinson-M, LGS).
+//! - [`plot`]: log-log and log-linear figures and image grids (SVG and PNG).
 //! - [`study`]: study files (`studies/*.toml`): every committed result regenerated, checked
 //!   for drift and shardable; each binary's computation as a study kind.
+//! - [`output`], [`error`]: atomic writes and the crate's error type.
+//!
+//! The architecture (layers, seams, where a new study kind or family goes) is described in
+//! `docs/architecture.md`.
 //!
 //! Features: `candle` ([`tensor`]: the tensor path on candle, CPU device, tested in CI; [`learned`]: learned networks on it) and
 //! `cuda` (candle's CUDA backend; built by `scripts/build-cuda.sh`, not in CI).
@@ -38,32 +34,23 @@
 // Numerical kernels index several arrays in lockstep; iterator zips would obscure the formulas.
 #![allow(clippy::needless_range_loop)]
 
-pub mod covariance;
+pub mod data;
 pub mod error;
-pub mod guidance;
-pub mod hutchinson;
-pub mod image_data;
-pub mod lanczos;
+pub mod kernel;
+pub mod kl;
 #[cfg(feature = "candle")]
 pub mod learned;
-pub mod lowrank;
-pub mod metrics;
-pub mod mixture;
-pub mod model_kernel;
+pub mod linalg;
 pub mod numeric;
 pub mod output;
-pub mod path_kl;
 pub mod plot;
-pub mod posterior;
-pub mod presets;
+pub mod process;
 pub mod quadrature;
-pub mod rates;
 pub mod sampler;
-pub mod schedule;
 pub mod score;
+pub mod stats;
 pub mod study;
 #[cfg(feature = "candle")]
 pub mod tensor;
-pub mod tridiagonal;
 
 pub use error::{Error, Result};

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::mixture::Mixture;
+use crate::data::mixture::Mixture;
 
 /// An estimate with its absolute error estimate.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -361,9 +361,9 @@ pub fn gauss_hermite_tensor(n: usize, d: usize) -> Option<(Vec<f64>, Vec<f64>)> 
 pub fn for_each_node_with_mass(
     q: &Mixture,
     rule: &Cubature,
-    mut f: impl FnMut(&[f64], &[f64], f64, &crate::mixture::Workspace),
+    mut f: impl FnMut(&[f64], &[f64], f64, &crate::data::mixture::Workspace),
 ) {
-    let mut ws = crate::mixture::Workspace::new(q.dim(), q.len());
+    let mut ws = crate::data::mixture::Workspace::new(q.dim(), q.len());
     let threshold = if rule.density_weighted {
         q.ln_peak_lower_bound() - 60.0
     } else {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use covlab::image_data;
+use covlab::data::images;
 use covlab::score::LocalScore;
 use covlab::tensor::candle_core::{Device, Tensor, Var};
 use covlab::tensor::{
@@ -28,7 +28,7 @@ fn tensor_mixture_matches_the_f64_core_on_digits8(dev: &Device) -> Result<()> {
     // the Woodbury solves and the responsibilities; 1e-4 leaves a margin of 10 (the issue's
     // GPU target for sqrt(C) z is 1e-4, for the mean 1e-5: the mean is checked at 1e-5).
     let ln_abar = -0.7;
-    let q0 = image_data::load("digits8")?;
+    let q0 = images::load("digits8")?;
     let qt = Arc::new(q0.marginal(ln_abar)?);
     let tm = TensorMixture::new(&qt, dev)?;
     let mut rng = ChaCha8Rng::seed_from_u64(4);
@@ -123,12 +123,12 @@ fn log_sum_exp_gradient_is_the_softmax(dev: &Device) -> Result<()> {
 
 /// `v -> (b^2 H v + b v) / a^2` from the f64 core, for the reference Lanczos.
 struct CoreOp<'a> {
-    local: &'a covlab::lowrank::LowRankLocal,
+    local: &'a covlab::score::LowRankLocal,
     a2: f64,
     b: f64,
 }
 
-impl covlab::lanczos::LinearOperator for CoreOp<'_> {
+impl covlab::linalg::lanczos::LinearOperator for CoreOp<'_> {
     fn dim(&self) -> usize {
         self.local.score().len()
     }
@@ -149,7 +149,7 @@ fn batched_tensor_lanczos_matches_the_f64_lanczos_per_sample(dev: &Device) -> Re
     // is amplified by kappa / 2 ~ 5e2 in sqrt: measured 3.3e-4, asserted below 1e-3.
     let ln_abar: f64 = -0.7;
     let (a2, b) = (ln_abar.exp(), -ln_abar.exp_m1());
-    let q0 = image_data::load("digits8")?;
+    let q0 = images::load("digits8")?;
     let qt = Arc::new(q0.marginal(ln_abar)?);
     let tm = TensorMixture::new(&qt, dev)?;
     let mut rng = ChaCha8Rng::seed_from_u64(6);
@@ -179,7 +179,11 @@ fn batched_tensor_lanczos_matches_the_f64_lanczos_per_sample(dev: &Device) -> Re
         for (xi, zi) in xs.iter().zip(&zs) {
             let loc = qt.local(xi)?;
             let op = CoreOp { local: &loc, a2, b };
-            let kr = covlab::lanczos::lanczos(&op, zi, &covlab::lanczos::LanczosParams::new(k))?;
+            let kr = covlab::linalg::lanczos::lanczos(
+                &op,
+                zi,
+                &covlab::linalg::lanczos::LanczosParams::new(k),
+            )?;
             want.push(kr.sqrt()?);
         }
         let e = rel(&y, &want);

@@ -3,15 +3,16 @@
 #![cfg(feature = "candle")]
 
 use anyhow::Result;
-use covlab::covariance::Family;
-use covlab::image_data;
-use covlab::lowrank::{LowRankMixture, LowRankScore};
-use covlab::path_kl::{path_kl_sweep, PathKlParams};
+use covlab::data::images;
+use covlab::data::lowrank::LowRankMixture;
+use covlab::kernel::family::Family;
+use covlab::kl::path_kl::{path_kl_sweep, PathKlParams};
+use covlab::process::schedule::Schedule;
 use covlab::sampler::{
     analytic_trace_table, sample, step_with_noise, KernelKind, LastStep, LgsOptions, SamplerConfig,
     SamplerFamily,
 };
-use covlab::schedule::Schedule;
+use covlab::score::LowRankScore;
 use covlab::score::{LocalScore, ScoreModel};
 use covlab::tensor::candle_core::{Device, Tensor};
 use covlab::tensor::{
@@ -76,7 +77,7 @@ fn cfg(family: &str, t: usize, kernel: KernelKind) -> Result<SamplerConfig> {
 fn every_family_step_matches_the_f64_step_on_digits8(dev: &Device) -> Result<()> {
     // Every family of the f64 sampler, DDPM and OCM-DDIM, at the noisiest, a middle and the
     // last step of ddpm-linear T = 20, from the same x_t and z (probes from the same seed).
-    let q0 = image_data::load("digits8")?;
+    let q0 = images::load("digits8")?;
     let cpu = LowRankScore::new(q0.clone());
     let gpu = TensorMixtureScore::new(q0.clone(), dev)?;
     let t = 20;
@@ -129,7 +130,7 @@ fn lgs_with_k_equal_to_d_equals_the_f64_full_step(dev: &Device) -> Result<()> {
     // The Krylov space of k = D steps is all of R^D: lgs-D is the exact C^{1/2} z (no Ritz
     // clamp binds: lower <= C and no upper without a clip range), which the f64 `full` step
     // computes by an eigendecomposition.
-    let q0 = image_data::load("digits8")?;
+    let q0 = images::load("digits8")?;
     let cpu = LowRankScore::new(q0.clone());
     let gpu = TensorMixtureScore::new(q0.clone(), dev)?;
     let grid = Schedule::from_name("ddpm-linear")?.grid(10, 0.0)?;
@@ -168,7 +169,7 @@ fn tensor_sampler_follows_the_f64_sampler_with_shared_noise(dev: &Device) -> Res
     // up to f32 rounding, which the reverse chain does not amplify (measured ~1e-6); in chunks
     // of 3 (the per-sample streams make chunking invisible). Families cover LGS-batched with
     // LGSb and the guard, hutchinson, diag, and OCM-DDIM.
-    let q0 = image_data::load("digits8")?;
+    let q0 = images::load("digits8")?;
     let cpu = LowRankScore::new(q0.clone());
     let gpu = TensorMixtureScore::new(q0, dev)?;
     let t = 10;
@@ -205,7 +206,7 @@ fn tensor_sampler_follows_the_f64_sampler_with_shared_noise(dev: &Device) -> Res
 fn candle_model_runs_through_the_cpu_score_seam(dev: &Device) -> Result<()> {
     // The f64 sampler with the candle model behind the ScoreModel seam (each call a batch of
     // one, f32 on the device) against the same sampler with the f64 model.
-    let q0 = image_data::load("digits8")?;
+    let q0 = images::load("digits8")?;
     let cpu = LowRankScore::new(q0.clone());
     let seam = AsScoreModel(TensorMixtureScore::new(q0, dev)?);
     for fam in ["beta", "lgs-3"] {
@@ -227,7 +228,7 @@ fn candle_model_runs_through_the_cpu_score_seam(dev: &Device) -> Result<()> {
 
 fn analytic_table_on_tensors_equals_the_f64_table(dev: &Device) -> Result<()> {
     // Same draws (stream i of the seed at t_i), f32 score: E||g||^2 to ~1e-6 relative.
-    let q0 = image_data::load("digits8")?;
+    let q0 = images::load("digits8")?;
     let cpu = LowRankScore::new(q0.clone());
     let gpu = TensorMixtureScore::new(q0.clone(), dev)?;
     let data = q0.sample(&mut ChaCha8Rng::seed_from_u64(1), 300);
@@ -245,7 +246,7 @@ fn cross_entropy_differences_match_the_exact_path_kl_in_2d(dev: &Device) -> Resu
     // (paired, 40,000 pairs per step) against the exact core (route A lattice, relative error
     // <= 1e-8, negligible). Each difference must lie within 4 Monte Carlo standard errors
     // (a false alarm has probability ~6e-5 per family).
-    let q = covlab::presets::load("mog40")?;
+    let q = covlab::data::presets::load("mog40")?;
     let q0 = LowRankMixture::from_mixture(&q)?;
     let gpu = TensorMixtureScore::new(q0.clone(), dev)?;
     let sched = Schedule::vp_linear();
@@ -294,7 +295,7 @@ fn cross_entropy_differences_match_the_exact_path_kl_in_2d(dev: &Device) -> Resu
 }
 
 fn unsupported_requests_are_errors(dev: &Device) -> Result<()> {
-    let q0 = image_data::load("digits32")?;
+    let q0 = images::load("digits32")?;
     let gpu = TensorMixtureScore::new(q0.clone(), dev)?;
     // full on tensors beyond FULL_MAX_DIM.
     let e = sample_tensor(
@@ -342,7 +343,7 @@ fn the_tensor_last_step_is_the_mean_by_default(dev: &Device) -> Result<()> {
     // for every family and both kernels (OCM-DDIM: x_s = x_0 = m_0 at s = 0): the output does
     // not depend on z at all (bit for bit), and equals Tweedie's (x + b g)/a from the f64
     // score to the f32 tolerance of a step.
-    let q0 = image_data::load("digits8")?;
+    let q0 = images::load("digits8")?;
     let cpu = LowRankScore::new(q0.clone());
     let gpu = TensorMixtureScore::new(q0.clone(), dev)?;
     let t = 20;
@@ -363,7 +364,7 @@ fn the_tensor_last_step_is_the_mean_by_default(dev: &Device) -> Result<()> {
             let g = cpu.at(x, grid.ln_abar[1])?.score().to_vec();
             Ok(x.iter().zip(&g).map(|(x, g)| (x + b * g) / a).collect())
         })
-        .collect::<Result<_, covlab::mixture::MixtureError>>()?;
+        .collect::<Result<_, covlab::data::mixture::MixtureError>>()?;
     let (z1, z2) = (normals(&mut rng, 6, 64), normals(&mut rng, 6, 64));
     for kernel in [KernelKind::Ddpm, KernelKind::Ddim] {
         for fam in ["beta", "analytic", "diag", "full", "hutchinson-2", "lgs-3"] {

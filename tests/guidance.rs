@@ -2,11 +2,11 @@
 //! counterexample and the path-KL bound"). Everything here is closed form; tolerances are
 //! round-off levels or slope windows, each with its reason.
 
-use covlab::guidance::{
+use covlab::kl::guidance::{
     evaluate, guided_endpoint, sample_guided, Choice, GaussianExample, GuidanceParams, Init,
 };
-use covlab::rates::fit_loglog;
-use covlab::schedule::Schedule;
+use covlab::process::schedule::Schedule;
+use covlab::stats::rates::fit_loglog;
 use nalgebra::{Matrix2, Vector2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

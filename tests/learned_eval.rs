@@ -6,12 +6,12 @@
 #![cfg(feature = "candle")]
 
 use anyhow::Result;
-use covlab::covariance::Family;
-use covlab::hutchinson::{hutchinson_excess, HutchinsonMc};
+use covlab::kernel::family::Family;
+use covlab::kl::hutchinson::{hutchinson_excess, HutchinsonMc};
+use covlab::kl::path_kl::{path_kl_sweep, PathKlParams};
 use covlab::learned::{evaluate_chains, EvalModels, EvalParams, EvalRow, Method};
-use covlab::path_kl::{path_kl_sweep, PathKlParams};
+use covlab::process::schedule::Schedule;
 use covlab::quadrature::Estimate;
-use covlab::schedule::Schedule;
 use covlab::tensor::candle_core::Device;
 
 /// Evaluator settings with small curves (the tests look at the path-KL rows).
@@ -49,7 +49,7 @@ fn exact_mean_reproduces_path_kl_for_the_fixed_and_exact_families() -> Result<()
         ("grid9", vec![4, 8]),
         ("aniso2", vec![4, 8]),
     ] {
-        let q0 = covlab::presets::load(data)?;
+        let q0 = covlab::data::presets::load(data)?;
         let pk = path_kl_sweep(
             &q0,
             &Schedule::vp_linear(),
@@ -100,7 +100,7 @@ fn exact_mean_reproduces_path_kl_for_the_fixed_and_exact_families() -> Result<()
 fn ddim_exact_mean_reproduces_path_kl_ddim() -> Result<()> {
     use covlab::sampler::KernelKind;
     for (data, steps) in [("mog40", vec![4usize, 8]), ("aniso2", vec![4, 8])] {
-        let q0 = covlab::presets::load(data)?;
+        let q0 = covlab::data::presets::load(data)?;
         let pk = path_kl_sweep(
             &q0,
             &Schedule::vp_linear(),
@@ -159,7 +159,7 @@ fn ddim_exact_mean_reproduces_path_kl_ddim() -> Result<()> {
 /// The excess falls with M.
 #[test]
 fn hutchinson_expectation_over_probes_matches_the_monte_carlo() -> Result<()> {
-    let q0 = covlab::presets::load("aniso2")?;
+    let q0 = covlab::data::presets::load("aniso2")?;
     let params = EvalParams {
         clip_range: Some(covlab::sampler::clip_range_of(&q0)),
         // Without an early stop the last step's lower clip is 0 and a probe that clips there

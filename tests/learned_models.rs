@@ -5,6 +5,7 @@
 #![cfg(feature = "candle")]
 
 use anyhow::Result;
+use covlab::data::mixture::Mixture;
 use covlab::learned::checkpoint::CheckpointMeta;
 use covlab::learned::train::DataSampler;
 use covlab::learned::{
@@ -12,7 +13,6 @@ use covlab::learned::{
     HeadScore, LearnedError, MlpShape, ModelKind, RowTimes, ScoreNet, TimeMixture, TimeMlp,
     TrainParams,
 };
-use covlab::mixture::Mixture;
 use covlab::tensor::candle_core::{DType, Device, Tensor};
 use covlab::tensor::host_flat;
 use nalgebra::{DMatrix, DVector};
@@ -40,7 +40,7 @@ device_tests!(
 /// the candle route: `H v` by autograd of the exact mixture score at a point of mog40-unit's
 /// `q_t` whose Hessian is not diagonal (a point between components).
 fn rademacher_products_average_to_diag_h(device: &Device) -> Result<()> {
-    let q0 = covlab::presets::load("mog40-unit")?;
+    let q0 = covlab::data::presets::load("mog40-unit")?;
     let ln_abar = -0.05;
     let qt = q0.marginal(ln_abar)?;
     // The grid point with the most non-diagonal Hessian.
@@ -95,7 +95,7 @@ fn rademacher_products_average_to_diag_h(device: &Device) -> Result<()> {
 /// The per-row-time mixture score and its autograd `H v` equal the f64 core's score and
 /// Hessian at rows with different times (f32: 1e-5 relative to the row's norm).
 fn time_mixture_score_and_hvp_match_the_f64_core(device: &Device) -> Result<()> {
-    let q0 = covlab::presets::load("grid9")?;
+    let q0 = covlab::data::presets::load("grid9")?;
     let tm = TimeMixture::new(&q0, device)?;
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let times: Vec<f64> = (0..12).map(|i| -0.002 * 3f64.powi(i / 2)).collect();
@@ -262,7 +262,7 @@ fn autograd_jt_v_through_the_mlp_equals_finite_differences(device: &Device) -> R
 /// saved and reloaded network gives bit-identical outputs; missing and corrupt files and a
 /// file of the wrong kind are `Checkpoint` errors.
 fn checkpoints_round_trip_and_training_is_reproducible(device: &Device) -> Result<()> {
-    let q0 = covlab::presets::load("grid9")?;
+    let q0 = covlab::data::presets::load("grid9")?;
     let prior = GaussianPrior::from_moments(vec![0.0, 0.0], 12.02);
     let draws = sampler(&q0);
     let data: DataSampler<'_> = &draws;

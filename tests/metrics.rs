@@ -4,11 +4,11 @@
 //! thread independence, the Fréchet plug-in against its closed form, sample moments and the
 //! mean log-likelihood against the entropy.
 
-use covlab::metrics::{
+use covlab::data::mixture::Mixture;
+use covlab::stats::metrics::{
     frechet_distance_sq, frechet_gaussian_sq, mean_log_likelihood, mmd2_unbiased, sample_moments,
     MetricsError, MmdEstimate, MMD_BANDWIDTHS,
 };
-use covlab::mixture::Mixture;
 use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

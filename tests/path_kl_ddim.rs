@@ -7,12 +7,12 @@
 mod common;
 
 use common::{est, gauss_kl_same_mean, params_for, reverse_cov, timed_sweep};
-use covlab::covariance::Family;
-use covlab::mixture::Mixture;
-use covlab::path_kl::{path_kl_sweep, PathKlError, PathKlParams, Route};
-use covlab::presets;
+use covlab::data::mixture::Mixture;
+use covlab::data::presets;
+use covlab::kernel::family::Family;
+use covlab::kl::path_kl::{path_kl_sweep, PathKlError, PathKlParams, Route};
+use covlab::process::schedule::Schedule;
 use covlab::sampler::KernelKind;
-use covlab::schedule::Schedule;
 use nalgebra::{DMatrix, DVector};
 
 fn ddim(families: &[Family]) -> PathKlParams {

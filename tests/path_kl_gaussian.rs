@@ -19,10 +19,10 @@ use common::{
     est, gauss_kl_same_mean, gauss_kl_to_std_normal, marginal_cov, one_minus_exp, params_for,
     reverse_cov, rotated_2x2, timed_sweep,
 };
-use covlab::covariance::{BetaTildeRemedy, Family};
-use covlab::mixture::Mixture;
-use covlab::path_kl::{PathKlParams, PathKlReport};
-use covlab::schedule::{Grid, Schedule};
+use covlab::data::mixture::Mixture;
+use covlab::kernel::family::{BetaTildeRemedy, Family};
+use covlab::kl::path_kl::{PathKlParams, PathKlReport};
+use covlab::process::schedule::{Grid, Schedule};
 use nalgebra::{DMatrix, DVector};
 
 /// The T values checked.
@@ -333,7 +333,7 @@ fn gaussian_terminal_kl_matches_closed_form() {
 /// KL of ~1e-4, and on digits8 a negative KL.
 #[test]
 fn gaussian_terminal_kl_by_qmc_in_d6() {
-    use covlab::path_kl::RuleChoice;
+    use covlab::kl::path_kl::RuleChoice;
     let d = 6;
     // A dense SPD covariance with eigenvalues in [0.3, 2.5] (random rotation, fixed seed).
     let a = DMatrix::from_fn(d, d, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.45);

@@ -5,10 +5,12 @@
 mod common;
 
 use common::{est, params_for, timed_sweep};
-use covlab::covariance::{BetaTildeRemedy, Family};
-use covlab::path_kl::{path_kl_sweep, PathKlError, PathKlParams, PathKlReport, Route, RuleChoice};
-use covlab::presets;
-use covlab::schedule::Schedule;
+use covlab::data::presets;
+use covlab::kernel::family::{BetaTildeRemedy, Family};
+use covlab::kl::path_kl::{
+    path_kl_sweep, PathKlError, PathKlParams, PathKlReport, Route, RuleChoice,
+};
+use covlab::process::schedule::Schedule;
 
 /// Slack beyond the two error estimates when comparing two families: both values share
 /// the same S_full slot sums and differ by a sum of nonnegative closed-form offsets, so only
@@ -128,7 +130,7 @@ fn bits(r: &PathKlReport) -> Vec<u64> {
 
 fn sweep_in_pool(
     threads: usize,
-    q0: &covlab::mixture::Mixture,
+    q0: &covlab::data::mixture::Mixture,
     steps: &[usize],
     params: &PathKlParams,
 ) -> PathKlReport {
@@ -150,7 +152,12 @@ fn results_do_not_depend_on_thread_count() {
         route: Route::B,
         ..PathKlParams::default()
     };
-    let cases: [(&str, &covlab::mixture::Mixture, &[usize], PathKlParams); 3] = [
+    let cases: [(
+        &str,
+        &covlab::data::mixture::Mixture,
+        &[usize],
+        PathKlParams,
+    ); 3] = [
         ("aniso2 A", &aniso2, &[4, 8, 16], PathKlParams::default()),
         ("aniso2 B", &aniso2, &[4, 8], route_b),
         ("mix6 qmc", &mix6, &[2, 4], PathKlParams::default()),

@@ -9,11 +9,11 @@
 mod common;
 
 use common::{est, params_for, timed_sweep};
-use covlab::covariance::{BetaTildeRemedy, Family};
-use covlab::path_kl::{PathKlParams, PathKlReport};
-use covlab::presets;
-use covlab::rates::{fit_loglog, SlopeFit};
-use covlab::schedule::Schedule;
+use covlab::data::presets;
+use covlab::kernel::family::{BetaTildeRemedy, Family};
+use covlab::kl::path_kl::{PathKlParams, PathKlReport};
+use covlab::process::schedule::Schedule;
+use covlab::stats::rates::{fit_loglog, SlopeFit};
 
 /// The sweep (powers of two, nested grids share every time point).
 const STEPS: [usize; 4] = [128, 256, 512, 1024];

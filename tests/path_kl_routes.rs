@@ -5,10 +5,10 @@
 mod common;
 
 use common::{est, params_for, timed_sweep};
-use covlab::covariance::Family;
-use covlab::path_kl::{PathKlParams, Route};
-use covlab::presets;
-use covlab::schedule::Schedule;
+use covlab::data::presets;
+use covlab::kernel::family::Family;
+use covlab::kl::path_kl::{PathKlParams, Route};
+use covlab::process::schedule::Schedule;
 
 /// Inner Gauss-Hermite orders of the convergence check (default is [8, 12]); 24 is the
 /// largest order whose weights are accurate (see `route_b_converges_to_route_a_in_inner_order`).

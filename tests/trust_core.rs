@@ -2,12 +2,12 @@
 //! mixture, coordinates f64 cannot resolve, a lattice count that saturated, and error bars
 //! that did not cover the round-off of ill-conditioned covariances.
 
-use covlab::covariance::Family;
-use covlab::mixture::{Mixture, MixtureError};
-use covlab::path_kl::{path_kl_sweep, PathKlError, PathKlParams, RuleChoice, MAX_CONDITION};
-use covlab::presets::{from_json_str, PresetError};
+use covlab::data::mixture::{Mixture, MixtureError};
+use covlab::data::presets::{from_json_str, PresetError};
+use covlab::kernel::family::Family;
+use covlab::kl::path_kl::{path_kl_sweep, PathKlError, PathKlParams, RuleChoice, MAX_CONDITION};
+use covlab::process::schedule::Schedule;
 use covlab::quadrature::{gauss_hermite_tensor, lattice, LatticeParams};
-use covlab::schedule::Schedule;
 use nalgebra::{DMatrix, DVector};
 
 fn mixture_error(text: &str) -> MixtureError {

@@ -2,8 +2,8 @@
 //! generic set of five, at n = m = 2000 in D = 2 (seeded Gaussian samples).
 use std::hint::black_box;
 
-use covlab::metrics::{mmd2_unbiased, MMD_BANDWIDTHS};
-use covlab::mixture::Mixture;
+use covlab::data::mixture::Mixture;
+use covlab::stats::metrics::{mmd2_unbiased, MMD_BANDWIDTHS};
 use criterion::{criterion_group, Criterion};
 use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;

@@ -2,11 +2,11 @@
 //! two entropies) and one sweep (T = 64), on mog40 with the default lattice.
 use std::hint::black_box;
 
-use covlab::covariance::Family;
-use covlab::mixture::Workspace;
-use covlab::path_kl::{path_kl_sweep, PathKlParams};
-use covlab::presets;
-use covlab::schedule::Schedule;
+use covlab::data::mixture::Workspace;
+use covlab::data::presets;
+use covlab::kernel::family::Family;
+use covlab::kl::path_kl::{path_kl_sweep, PathKlParams};
+use covlab::process::schedule::Schedule;
 use criterion::{criterion_group, Criterion};
 
 fn geometry(c: &mut Criterion) {

@@ -2,9 +2,9 @@
 //! (one score evaluation per step) and `lgs-2` (one score evaluation and two products).
 use std::hint::black_box;
 
-use covlab::presets;
+use covlab::data::presets;
+use covlab::process::schedule::Schedule;
 use covlab::sampler::{sample, LgsOptions, SamplerConfig, SamplerFamily};
-use covlab::schedule::Schedule;
 use covlab::score::MixtureScore;
 use criterion::{criterion_group, Criterion};
 

@@ -4,8 +4,8 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use covlab::image_data;
-use covlab::lanczos::{lanczos, LanczosParams, LinearOperator};
+use covlab::data::images;
+use covlab::linalg::lanczos::{lanczos, LanczosParams, LinearOperator};
 use covlab::score::LocalScore;
 use covlab::tensor::candle_core::Device;
 use covlab::tensor::candle_core::Tensor;
@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 struct Op<'a> {
-    local: &'a covlab::lowrank::LowRankLocal,
+    local: &'a covlab::score::LowRankLocal,
     a2: f64,
     b: f64,
 }
@@ -27,7 +27,7 @@ impl LinearOperator for Op<'_> {
     }
     fn apply(&self, v: &[f64], out: &mut [f64]) {
         self.local.hvp(v, out);
-        covlab::posterior::hvp_to_cov(out, v, self.a2, self.b);
+        covlab::kernel::posterior::hvp_to_cov(out, v, self.a2, self.b);
     }
 }
 
@@ -35,7 +35,7 @@ fn tensor(c: &mut Criterion) {
     let ln_abar: f64 = -1.0;
     let (a2, b) = (0.9, 0.1);
     let q = Arc::new(
-        image_data::load("synth3x32")
+        images::load("synth3x32")
             .expect("preset")
             .marginal(ln_abar)
             .expect("marginal"),

@@ -12,7 +12,7 @@ mod common;
 
 use clap::Parser;
 use common::{failed, finish, Outcome};
-use covlab::guidance::GuidanceParams;
+use covlab::kl::guidance::GuidanceParams;
 use covlab::study::guidance::GuidanceStudy;
 use covlab::study::{run_all, Quiet, StudyKind};
 

@@ -14,8 +14,8 @@ use super::conditioning::RowTimes;
 use super::heads::{Head, HeadKind};
 use super::score_net::{to_tensor_error, ScoreNet};
 use super::LearnedError;
-use crate::model_kernel::{h_bounds, iddpm_h};
-use crate::schedule::{Grid, Step};
+use crate::kernel::model::{h_bounds, iddpm_h};
+use crate::process::schedule::{Grid, Step};
 use crate::tensor::host_flat;
 use crate::tensor::{CovOperator, TensorError, TensorLocal, TensorMixtureScore, TensorScoreModel};
 

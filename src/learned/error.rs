@@ -39,13 +39,13 @@ pub enum LearnedError {
     Data(String),
     /// A mixture error.
     #[error(transparent)]
-    Mixture(#[from] crate::mixture::MixtureError),
+    Mixture(#[from] crate::data::mixture::MixtureError),
     /// A path-KL error (the `S_full` part).
     #[error(transparent)]
-    PathKl(#[from] crate::path_kl::PathKlError),
+    PathKl(#[from] crate::kl::path_kl::PathKlError),
     /// A schedule error.
     #[error(transparent)]
-    Schedule(#[from] crate::schedule::ScheduleError),
+    Schedule(#[from] crate::process::schedule::ScheduleError),
     /// A sampler error.
     #[error(transparent)]
     Sampler(#[from] crate::sampler::SamplerError),

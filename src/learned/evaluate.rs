@@ -9,13 +9,13 @@
 //! KL(q(. | x_t) || N(mu, Sigma)) = KL(q(. | x_t) || N(m, C)) + KL(N(m, C) || N(mu, Sigma)),
 //! path_kl(T) = S_full(T) + sum_steps E_{q_t}[mean part] + sum_steps E_{q_t}[cov part]
 //! ```
-//! (terminal term excluded), with `S_full` from [`crate::path_kl::path_kl_sweep`] and the parts
-//! from [`crate::model_kernel::kl_parts`] at each node of a rule over `q_t` ([`EvalRule`]: the
+//! (terminal term excluded), with `S_full` from [`crate::kl::path_kl::path_kl_sweep`] and the parts
+//! from [`crate::kernel::model::kl_parts`] at each node of a rule over `q_t` ([`EvalRule`]: the
 //! nested lattice in `D <= 2`, or randomised QMC with its own shifts at every time; the
 //! networks are evaluated in batches at all nodes of a time first). Every expectation carries
 //! the rule's error estimate; the reported `err` adds those of `S_full` and of the parts.
 //!
-//! Methods (`X` is the model's Hessian coordinate, [`crate::model_kernel`]; every learned or
+//! Methods (`X` is the model's Hessian coordinate, [`crate::kernel::model`]; every learned or
 //! estimated `X` is clipped to [`h_bounds`], the samplers' Analytic-DPM range):
 //!
 //! | method | `X` |
@@ -28,8 +28,7 @@
 //! `diag` and `full` are the exact `diag C` and `C` (oracles) whatever the mean.
 
 use candle_core::{Device, Tensor};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -37,16 +36,16 @@ use super::conditioning::RowTimes;
 use super::heads::{head_h, Head, HeadKind};
 use super::score_net::ScoreNet;
 use super::LearnedError;
-use crate::covariance::{Family, IsoScale};
-use crate::mixture::Mixture;
-use crate::model_kernel::{clamp_eigenvalues, h_bounds, iddpm_h, kl_parts, KlParts, ModelCov};
+use crate::data::mixture::Mixture;
+use crate::kernel::family::{Family, IsoScale};
+use crate::kernel::model::{clamp_eigenvalues, h_bounds, iddpm_h, kl_parts, KlParts, ModelCov};
+use crate::kl::path_kl::{path_kl_sweep, PathKlParams, RuleChoice};
 use crate::numeric::NeumaierSum;
-use crate::path_kl::{path_kl_sweep, PathKlParams, RuleChoice};
+use crate::process::schedule::{Grid, Schedule, Step};
 use crate::quadrature::{
     for_each_node_with_mass, lattice, qmc, ErrorModel, Estimate, LatticeParams, QmcParams,
 };
 use crate::sampler::KernelKind;
-use crate::schedule::{Grid, Schedule, Step};
 use crate::tensor::host_flat;
 
 /// A covariance method of a model chain.
@@ -182,7 +181,7 @@ pub struct EvalParams {
     /// Rows per network batch.
     pub batch: usize,
     /// The chains' kernel: DDPM ancestral, or OCM-DDIM, whose step (s, t) is the one jump
-    /// (0, t) seen through an affine map (see [`crate::path_kl`]): the rows are then
+    /// (0, t) seen through an affine map (see [`crate::kl::path_kl`]): the rows are then
     /// `S^DDIM_full(T)` plus the one-jump mean and covariance parts summed over the steps, and
     /// the curves are not computed.
     pub kernel: KernelKind,
@@ -626,7 +625,7 @@ fn node_parts(
             } else {
                 let v = ctx
                     .bt_clip
-                    .ok_or(crate::path_kl::PathKlError::ClipNeedsTwoSteps)?;
+                    .ok_or(crate::kl::path_kl::PathKlError::ClipNeedsTwoSteps)?;
                 iso(IsoScale::from_variance(v, a2, b))
             }
         }
@@ -668,8 +667,7 @@ fn node_parts(
                 }
                 Some(acc)
             } else {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                rng.set_stream(i as u64);
+                let mut rng = crate::numeric::stream(seed, i as u64);
                 let mut x = vec![0.0; d];
                 for _ in 0..m {
                     let v: Vec<f64> = (0..d)
@@ -695,7 +693,7 @@ fn node_parts(
                     .iter()
                     .map(|&v| iddpm_h(v, &ctx.step, ctx.bt_clip).map(clip))
                     .collect::<Option<_>>()
-                    .ok_or(crate::path_kl::PathKlError::ClipNeedsTwoSteps)?,
+                    .ok_or(crate::kl::path_kl::PathKlError::ClipNeedsTwoSteps)?,
                 _ => {
                     let oma = ctx.step.one_minus_abar_t();
                     let s = nodes.score(i);
@@ -1143,7 +1141,7 @@ pub fn evaluate_chains(
             let s_full = pk
                 .get(Family::Full, t)
                 .map(|r| r.s)
-                .ok_or(crate::path_kl::PathKlError::NoSteps)?;
+                .ok_or(crate::kl::path_kl::PathKlError::NoSteps)?;
             let ra = &ref_sums[g][mi];
             let cov_ref = ref_model.combine(&Acc::values(&ra.cov));
             let mut infinite = ra.infinite;

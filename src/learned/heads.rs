@@ -3,14 +3,14 @@
 //!
 //! Every head outputs, per coordinate, a quantity `o(x_t, t)` (its Gaussian-prior value plus an
 //! MLP residual) from which the covariance of the step from `s` to `t` is formed, here written
-//! through the diagonal "Hessian" `h` of [`crate::model_kernel`] (`Sigma = (b^2 h + b) / a^2`):
+//! through the diagonal "Hessian" `h` of [`crate::kernel::model`] (`Sigma = (b^2 h + b) / a^2`):
 //!
 //! | head | target of `o` (its optimum) | objective | `h` |
 //! |---|---|---|---|
 //! | `ocm` | `1 + (1 - abar) diag H` | `E ||o - (1 + (1 - abar) v .* (H v))||^2`, Rademacher `v` (OCM eq. 11-13) | `(o - 1) / (1 - abar)` |
 //! | `sn` | `E[eps^2 \| x_t]` | `E ||o - eps^2||^2` (SN-DDPM eq. 22) | `(o - 1) / (1 - abar) - s^2` (eq. 23) |
 //! | `npr` | `E[(eps - eps_hat)^2 \| x_t]` | `E ||o - (eps - eps_hat)^2||^2` (NPR-DDPM) | `(o - 1) / (1 - abar)` |
-//! | `iddpm` | `v*` with `beta^v* beta~^(1 - v*)` the VLB optimum | the VLB term of a fine reference step | [`crate::model_kernel::iddpm_h`] |
+//! | `iddpm` | `v*` with `beta^v* beta~^(1 - v*)` the VLB optimum | the VLB term of a fine reference step | [`crate::kernel::model::iddpm_h`] |
 //!
 //! `eps_hat = -sqrt(1 - abar) s(x_t)` is the noise prediction of the score the head serves
 //! (exact or learned); `H` is the Hessian of `ln q_t` for the exact score and the Jacobian of the
@@ -221,7 +221,7 @@ impl Head {
     ///
     /// # Errors
     /// `iddpm` (its covariance depends on the step: use [`Self::output`] with
-    /// [`crate::model_kernel::iddpm_h`]); `sn` without a score; candle errors.
+    /// [`crate::kernel::model::iddpm_h`]); `sn` without a score; candle errors.
     pub fn h_values(
         &self,
         out: &[f64],
@@ -262,7 +262,7 @@ impl Head {
 
 /// One coordinate of the head's `h` from its output `o`, `1 - abar_t` and the served score
 /// `s` (used by `sn` only): `(o - 1) / (1 - abar)` (`ocm`, `npr`), `(o - 1) / (1 - abar) - s^2`
-/// (`sn`). Not defined for `iddpm` (step-dependent: [`crate::model_kernel::iddpm_h`]); returns
+/// (`sn`). Not defined for `iddpm` (step-dependent: [`crate::kernel::model::iddpm_h`]); returns
 /// NaN there.
 #[must_use]
 pub fn head_h(kind: HeadKind, o: f64, one_minus_abar: f64, s: f64) -> f64 {

@@ -16,7 +16,7 @@ use candle_core::{Device, Tensor, Var};
 
 use super::conditioning::{one_minus_exp, RowTimes};
 use super::LearnedError;
-use crate::mixture::{CovarianceKind, Mixture};
+use crate::data::mixture::{CovarianceKind, Mixture};
 use crate::tensor::grad_of_dot;
 
 /// A diagonal-component mixture on a device (see the module docs).

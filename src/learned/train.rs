@@ -14,7 +14,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use nalgebra::DVector;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ use super::heads::{Head, HeadKind, HeadScore, IDDPM_REF_STEP};
 use super::mlp::MlpShape;
 use super::score_net::ScoreNet;
 use super::LearnedError;
-use crate::schedule::Step;
+use crate::process::schedule::Step;
 
 /// Draws `n` points of the data distribution from a generator.
 pub type DataSampler<'a> = &'a (dyn Fn(&mut ChaCha8Rng, usize) -> Vec<DVector<f64>> + Sync);
@@ -116,8 +116,7 @@ impl TrainParams {
 
     /// The draws' generator: ChaCha8 of the seed, on its own stream per model type.
     fn rng(&self, stream: u64) -> ChaCha8Rng {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        rng.set_stream(stream);
+        let rng = crate::numeric::stream(self.seed, stream);
         rng
     }
 

@@ -20,12 +20,12 @@ use serde_json::{json, Value};
 use super::{
     ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
 };
-use crate::image_data;
-use crate::lanczos::{lanczos, LanczosParams, LinearOperator};
-use crate::lowrank::LowRankLocal;
+use crate::data::images;
+use crate::kernel::posterior::CovOperator;
+use crate::linalg::lanczos::{lanczos, LanczosParams};
 use crate::plot::{LogLogFigure, Series};
+use crate::process::schedule::Schedule;
 use crate::sampler::{SamplerConfig, SamplerFamily};
-use crate::schedule::Schedule;
 use crate::score::LocalScore;
 use crate::tensor::{
     batch, device_from_name, sample_tensor, step_with_noise_tensor, NoiseSource, TensorLocal,
@@ -109,9 +109,8 @@ impl BenchGpuStudy {
     }
 
     #[allow(clippy::ptr_arg)] // mapped over `&Vec<String>` items
-    fn load(name: &String) -> Result<(String, crate::lowrank::LowRankMixture), StudyError> {
-        let q =
-            image_data::load(name).map_err(|e| ParamError::new("presets", "image presets", e))?;
+    fn load(name: &String) -> Result<(String, crate::data::lowrank::LowRankMixture), StudyError> {
+        let q = images::load(name).map_err(|e| ParamError::new("presets", "image presets", e))?;
         Ok((name.clone(), q))
     }
 
@@ -277,7 +276,7 @@ impl BenchGpuStudy {
                             .zip(&zs)
                             .map(|(xi, zi)| {
                                 let l = qt.local(xi)?;
-                                let op = CoreOp { local: &l, a2, b };
+                                let op = CovOperator { local: &l, a2, b };
                                 Ok(lanczos(&op, zi, &LanczosParams::new(3))?.sqrt()?)
                             })
                             .collect::<Result<Vec<_>, StudyError>>()?;
@@ -356,23 +355,6 @@ fn time(
     }
     ts.sort_by(f64::total_cmp);
     Ok(ts[ts.len() / 2])
-}
-
-/// `v -> (b^2 H v + b v) / a^2` from the f64 core.
-struct CoreOp<'a> {
-    local: &'a LowRankLocal,
-    a2: f64,
-    b: f64,
-}
-
-impl LinearOperator for CoreOp<'_> {
-    fn dim(&self) -> usize {
-        self.local.score().len()
-    }
-    fn apply(&self, v: &[f64], out: &mut [f64]) {
-        self.local.hvp(v, out);
-        crate::posterior::hvp_to_cov(out, v, self.a2, self.b);
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -478,7 +460,7 @@ impl StudyKind for BenchGpuStudy {
         self.device_kind()?;
         self.families()?;
         for p in self.presets.iter().chain(&self.trajectory_presets) {
-            if image_data::shape(p).is_none() {
+            if images::shape(p).is_none() {
                 return Err(ParamError::new(
                     "presets",
                     "image presets (digits8, digits32, synth3x32)",

@@ -12,10 +12,10 @@ use super::{
     ensure, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError, RunInfo,
     StudyError, StudyKind,
 };
-use crate::guidance::{evaluate, Choice, GaussianExample, GuidanceError, GuidanceParams, Init};
+use crate::kl::guidance::{evaluate, Choice, GaussianExample, GuidanceError, GuidanceParams, Init};
 use crate::plot::{LogLogFigure, RefSlope, Series};
-use crate::rates::{fit_loglog, SlopeFit};
-use crate::schedule::Schedule;
+use crate::process::schedule::Schedule;
+use crate::stats::rates::{fit_loglog, SlopeFit};
 
 /// Parameters of a `guidance` study (keys as the binary's flags; defaults as its defaults).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,21 +82,21 @@ struct Cell {
     schedule: String,
     #[serde(rename = "T")]
     t: usize,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     endpoint_kl: f64,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     endpoint_kl_avg: f64,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     path_kl: f64,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     endpoint_kl_cov: f64,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     terminal_kl: f64,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     unguided_endpoint_kl: f64,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     bayes_endpoint_kl_avg: f64,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     bayes_endpoint_kl_identity: f64,
 }
 

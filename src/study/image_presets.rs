@@ -13,7 +13,7 @@ use super::{
     ensure, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError, RunInfo,
     StudyError, StudyKind,
 };
-use crate::image_data::{self, IMAGE_PRESETS};
+use crate::data::images::{self, IMAGE_PRESETS};
 
 /// Parameters of an `image-presets` study (keys as the binary's flags).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,10 +44,10 @@ struct Cell {
     dim: usize,
     components: usize,
     ranks: Vec<usize>,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     mean_ln_q0: f64,
     shape: (usize, usize, usize),
-    #[serde(with = "super::num::vec")]
+    #[serde(with = "crate::numeric::nonfinite::vec")]
     images: Vec<f64>,
 }
 
@@ -59,7 +59,7 @@ impl StudyKind for ImagePresetsStudy {
     fn validate(&self) -> Result<(), ParamError> {
         ensure(self.samples >= 1, "samples", ">= 1", self.samples)?;
         for p in &self.presets {
-            if image_data::shape(p).is_none() {
+            if images::shape(p).is_none() {
                 return Err(ParamError::new(
                     "presets",
                     format!("image presets (one of {IMAGE_PRESETS:?})"),
@@ -79,8 +79,8 @@ impl StudyKind for ImagePresetsStudy {
         for &i in indices {
             let name = &self.presets[i];
             obs.cell_started(i, name);
-            let q = image_data::load(name)?;
-            let shape = image_data::shape(name).ok_or_else(|| {
+            let q = images::load(name)?;
+            let shape = images::shape(name).ok_or_else(|| {
                 ParamError::new("presets", format!("one of {IMAGE_PRESETS:?}"), name)
             })?;
             let mut rng = ChaCha8Rng::seed_from_u64(self.seed);

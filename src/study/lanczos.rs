@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
@@ -37,16 +37,16 @@ use serde_json::{json, Value};
 use super::{
     ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
 };
-use crate::lanczos::{
+use crate::data::lowrank::LowRankMixture;
+use crate::data::mixture::Mixture;
+use crate::kernel::posterior::CovOperator;
+use crate::kernel::posterior::{hvp_to_cov, tweedie_moments};
+use crate::linalg::lanczos::{
     fit_geometric_decay, lanczos, rho, sqrt_chebyshev_interp_error, sqrt_error_bound, sqrt_mul,
     LanczosError, LanczosParams, LinearOperator,
 };
-use crate::lowrank::{LowRankLocal, LowRankMixture};
-use crate::mixture::Mixture;
 use crate::plot::{LogLinFigure, Series};
-use crate::posterior::{hvp_to_cov, tweedie_moments};
-use crate::schedule::{Schedule, Step};
-use crate::score::LocalScore;
+use crate::process::schedule::{Schedule, Step};
 
 /// Parameters of a `lanczos` study (keys as the binary's flags; defaults as its defaults).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -243,23 +243,6 @@ impl LinearOperator for TweedieOperator<'_> {
     }
 }
 
-/// `v -> (b^2 H v + b v) / a^2` through a low-rank mixture's local Hessian-vector product.
-struct LocalTweedieOperator<'a> {
-    local: &'a LowRankLocal,
-    step: Step,
-}
-
-impl LinearOperator for LocalTweedieOperator<'_> {
-    fn dim(&self) -> usize {
-        self.local.score().len()
-    }
-
-    fn apply(&self, v: &[f64], out: &mut [f64]) {
-        self.local.hvp(v, out);
-        hvp_to_cov(out, v, self.step.a2, self.step.b);
-    }
-}
-
 /// The data of a mixture case: a dense-component preset or an image (low-rank) preset.
 enum CaseData {
     Dense(Mixture),
@@ -304,12 +287,6 @@ struct CaseResult {
     extra: Value,
     /// Figure style: (figure kind, colour, marker, bound colour group).
     style: (String, usize, usize),
-}
-/// The ChaCha8 stream `stream` of `seed`.
-fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(stream);
-    rng
 }
 
 fn gaussian(d: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
@@ -410,7 +387,7 @@ fn run_case(
     stream: u64,
     kmax: usize,
 ) -> Result<CaseResult, StudyError> {
-    let mut rng = rng_for(seed, stream);
+    let mut rng = crate::numeric::stream(seed, stream);
     match spec {
         CaseSpec::Synthetic {
             spectrum,
@@ -495,9 +472,10 @@ fn mixture_case(
                     let marginal = Arc::new(q0.marginal(*ln_abar)?);
                     let local = marginal.local(x_t)?;
                     let d = q0.dim();
-                    let op = LocalTweedieOperator {
+                    let op = CovOperator {
                         local: &local,
-                        step,
+                        a2: step.a2,
+                        b: step.b,
                     };
                     let mut cov = DMatrix::zeros(d, d);
                     let mut e = vec![0.0; d];
@@ -546,7 +524,11 @@ fn mixture_case(
                     x_t,
                     step,
                 }),
-                (None, Some(local)) => Box::new(LocalTweedieOperator { local, step }),
+                (None, Some(local)) => Box::new(CovOperator {
+                    local,
+                    a2: step.a2,
+                    b: step.b,
+                }),
                 (None, None) => {
                     return Err(StudyError::Case {
                         case: format!("{label} at tau = {tau}"),
@@ -591,13 +573,13 @@ fn build_cases(args: &LanczosStudy) -> Result<Vec<CaseSpec>, StudyError> {
     for (data_index, data) in args.data.iter().filter(|s| !s.is_empty()).enumerate() {
         let label = super::data_label(data);
         // Trajectory streams come after all case streams: 1_000_000 + data index.
-        let mut rng = rng_for(args.seed, 1_000_000 + data_index as u64);
-        let (q0, first) = if crate::image_data::shape(data).is_some() {
-            let q = crate::image_data::load(data)?;
+        let mut rng = crate::numeric::stream(args.seed, 1_000_000 + data_index as u64);
+        let (q0, first) = if crate::data::images::shape(data).is_some() {
+            let q = crate::data::images::load(data)?;
             let x0 = q.sample(&mut rng, 1);
             (CaseData::LowRank(Arc::new(q)), x0)
         } else {
-            let q = crate::presets::load(data)
+            let q = crate::data::presets::load(data)
                 .map_err(|e| ParamError::new("data", "presets or mixture JSON files", e))?;
             let x0 = q.sample(&mut rng, 1);
             (CaseData::Dense(q), x0)
@@ -647,7 +629,7 @@ struct Timing {
 fn timing(args: &LanczosStudy) -> Result<Timing, StudyError> {
     let d = args.timing_dim;
     let k = args.timing_k.min(d);
-    let mut rng = rng_for(args.seed, 2_000_000);
+    let mut rng = crate::numeric::stream(args.seed, 2_000_000);
     let l = Spectrum::Geometric.values(d, TIMING_KAPPA);
     let (lmin, lmax) = (l[0], l[d - 1]);
     let op = SpectralOperator::new(l, &mut rng);
@@ -949,8 +931,8 @@ impl StudyKind for LanczosStudy {
             (self.timing_dim, self.timing_k),
         )?;
         for d in self.data.iter().filter(|s| !s.is_empty()) {
-            if crate::image_data::shape(d).is_none() {
-                crate::presets::load(d)
+            if crate::data::images::shape(d).is_none() {
+                crate::data::presets::load(d)
                     .map_err(|e| ParamError::new("data", "presets or mixture JSON files", e))?;
             }
         }
@@ -1059,7 +1041,7 @@ impl StudyKind for LanczosStudy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tridiagonal::{eigh_tridiagonal, residual, residual_bound, RESIDUAL_FACTOR};
+    use crate::linalg::tridiagonal::{eigh_tridiagonal, residual, residual_bound, RESIDUAL_FACTOR};
 
     struct Quiet;
     impl Observer for Quiet {}
@@ -1068,7 +1050,7 @@ mod tests {
     fn t70_of_the_issue_case_has_accurate_eigenpairs() {
         // Case 0 of `lanczos --dims 200 --kappas 100` (seed 0, stream 0): geometric spectrum.
         let (d, m) = (200, 70);
-        let mut rng = rng_for(0, 0);
+        let mut rng = crate::numeric::stream(0, 0);
         let op = SpectralOperator::new(Spectrum::Geometric.values(d, 100.0), &mut rng);
         let z = gaussian(d, &mut rng);
         let kry = lanczos(&op, &z, &LanczosParams::new(m)).unwrap();

@@ -46,7 +46,6 @@ pub mod lanczos;
 #[cfg(feature = "candle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
 pub mod learned;
-pub mod num;
 pub mod path_kl;
 pub mod provenance;
 pub mod runner;
@@ -241,7 +240,7 @@ pub enum StudyError {
     },
     /// A low-rank mixture could not be built.
     #[error(transparent)]
-    LowRank(#[from] crate::lowrank::LowRankError),
+    LowRank(#[from] crate::data::lowrank::LowRankError),
     /// A thread pool could not be built.
     #[error("thread pool: {0}")]
     ThreadPool(#[from] rayon::ThreadPoolBuildError),
@@ -258,17 +257,18 @@ macro_rules! from_module_errors {
 }
 
 from_module_errors!(
-    crate::schedule::ScheduleError,
-    crate::mixture::MixtureError,
-    crate::covariance::CovarianceError,
-    crate::path_kl::PathKlError,
-    crate::rates::RatesError,
-    crate::presets::PresetError,
-    crate::guidance::GuidanceError,
-    crate::lanczos::LanczosError,
+    crate::process::schedule::ScheduleError,
+    crate::data::mixture::MixtureError,
+    crate::kernel::family::CovarianceError,
+    crate::kl::path_kl::PathKlError,
+    crate::stats::rates::RatesError,
+    crate::data::presets::PresetError,
+    crate::kl::guidance::GuidanceError,
+    crate::linalg::lanczos::LanczosError,
     crate::sampler::SamplerError,
-    crate::metrics::MetricsError,
-    crate::image_data::ImageDataError,
+    crate::kl::hutchinson::HutchinsonError,
+    crate::stats::metrics::MetricsError,
+    crate::data::images::ImageDataError,
     crate::plot::PlotError,
 );
 
@@ -486,7 +486,9 @@ pub fn to_cell<T: serde::Serialize>(kind: &str, v: &T) -> Result<Value, StudyErr
 /// A label for data given as a preset name or a mixture file path (the file stem).
 #[must_use]
 pub fn data_label(data: &str) -> String {
-    if crate::presets::PRESET_NAMES.contains(&data) || crate::image_data::shape(data).is_some() {
+    if crate::data::presets::PRESET_NAMES.contains(&data)
+        || crate::data::images::shape(data).is_some()
+    {
         data.to_string()
     } else {
         Path::new(data)

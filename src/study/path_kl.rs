@@ -15,14 +15,14 @@ use super::{
     ensure, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError, RunInfo,
     StudyError, StudyKind,
 };
-use crate::covariance::{BetaTildeRemedy, Family};
-use crate::hutchinson::{hutchinson_excess, HutchinsonMc};
-use crate::path_kl::{path_kl_sweep, PathKlParams, Route, RuleChoice};
+use crate::kernel::family::{BetaTildeRemedy, Family};
+use crate::kl::hutchinson::{hutchinson_excess, HutchinsonMc};
+use crate::kl::path_kl::{path_kl_sweep, PathKlParams, Route, RuleChoice};
 use crate::plot::{LogLogFigure, RefSlope, Series};
+use crate::process::schedule::Schedule;
 use crate::quadrature::{LatticeParams, QmcParams};
-use crate::rates::{fit_loglog, SlopeFit};
 use crate::sampler::KernelKind;
-use crate::schedule::Schedule;
+use crate::stats::rates::{fit_loglog, SlopeFit};
 
 /// Parameters of a `path-kl` study (keys as the binary's flags; defaults as its defaults).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,18 +109,18 @@ struct Cell {
 /// An estimate that may be non-finite.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct Est {
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     value: f64,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     err: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Row {
     family: String,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     s: f64,
-    #[serde(with = "super::num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     err: f64,
 }
 
@@ -285,8 +285,8 @@ impl PathKlStudy {
         })
     }
 
-    fn load(&self) -> Result<crate::mixture::Mixture, ParamError> {
-        crate::presets::load(&self.data).map_err(|e| {
+    fn load(&self) -> Result<crate::data::mixture::Mixture, ParamError> {
+        crate::data::presets::load(&self.data).map_err(|e| {
             ParamError::new(
                 "data",
                 "a preset (mog40, mog40-unit, grid9, aniso2, mix6) or a valid mixture JSON file",

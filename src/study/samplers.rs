@@ -19,15 +19,18 @@ use serde_json::{json, Value};
 use super::{
     ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
 };
-use crate::lowrank::{LowRankMixture, LowRankScore};
-use crate::metrics::{frechet_distance_sq, mean_log_likelihood, mmd2_unbiased, MMD_BANDWIDTHS};
-use crate::mixture::Mixture;
+use crate::data::lowrank::LowRankMixture;
+use crate::data::mixture::Mixture;
 use crate::plot::{LogLogFigure, Series};
+use crate::process::schedule::Schedule;
 use crate::sampler::{
     analytic_trace_table, clip_range_of, sample, KernelKind, LastStep, SamplerConfig, SamplerFamily,
 };
-use crate::schedule::Schedule;
+use crate::score::LowRankScore;
 use crate::score::{Counted, MixtureScore, ScoreModel};
+use crate::stats::metrics::{
+    frechet_distance_sq, mean_log_likelihood, mmd2_unbiased, MMD_BANDWIDTHS,
+};
 
 /// Parameters of a `samplers` study (keys as the binary's flags; defaults as its defaults).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -144,12 +147,12 @@ impl SamplersStudy {
 
     fn load(&self, name: &str) -> Result<Data, ParamError> {
         let bad = |e: String| ParamError::new("data", "a preset or a mixture JSON file", e);
-        if crate::image_data::shape(name).is_some() {
-            crate::image_data::load(name)
+        if crate::data::images::shape(name).is_some() {
+            crate::data::images::load(name)
                 .map(Data::LowRank)
                 .map_err(|e| bad(e.to_string()))
         } else {
-            crate::presets::load(name)
+            crate::data::presets::load(name)
                 .map(Data::Dense)
                 .map_err(|e| bad(e.to_string()))
         }
@@ -318,7 +321,7 @@ impl StudyKind for SamplersStudy {
         let schedule = self.schedule()?;
         self.families()?;
         for d in &self.data {
-            if crate::image_data::shape(d).is_none() {
+            if crate::data::images::shape(d).is_none() {
                 self.load(d)?;
             }
         }

@@ -24,20 +24,21 @@ use super::{
     ensure, from_cell, to_cell, Assembled, FigureName, Observer, ParamError, RunInfo, StudyError,
     StudyKind,
 };
-use crate::covariance::Family;
-use crate::lowrank::{LowRankMixture, LowRankScore};
-use crate::metrics::{frechet_distance_sq, mmd2_unbiased, MMD_BANDWIDTHS};
-use crate::path_kl::{path_kl_sweep, PathKlParams};
+use crate::data::lowrank::LowRankMixture;
+use crate::data::{images, presets};
+use crate::kernel::family::Family;
+use crate::kl::path_kl::{path_kl_sweep, PathKlParams};
+use crate::process::schedule::Schedule;
 use crate::sampler::{
     sample, step_with_noise, KernelKind, LastStep, LgsOptions, SamplerConfig, SamplerFamily,
 };
-use crate::schedule::Schedule;
+use crate::score::LowRankScore;
+use crate::stats::metrics::{frechet_distance_sq, mmd2_unbiased, MMD_BANDWIDTHS};
 use crate::tensor::{
     analytic_trace_table_tensor, batch, cross_entropy_path_kl, device_from_name,
     relative_error as rel, rows, sample_tensor, step_with_noise_tensor, CrossEntropyParams,
     NoiseSource, TensorLocal, TensorMixtureScore, TensorSampleOptions, TensorScoreModel,
 };
-use crate::{image_data, presets};
 
 /// Documented tolerances. f32 vs f64, relative: the targets (mean 1e-5; sqrt(C) z and
 /// the step 1e-4; analytic vs autograd H v 1e-4; trajectories, which the reverse chain does not
@@ -138,8 +139,8 @@ fn kernel(name: &str) -> Result<KernelKind, ParamError> {
 
 /// A preset as a low-rank mixture: image presets directly, dense presets exactly converted.
 fn load(name: &str) -> Result<LowRankMixture, StudyError> {
-    if image_data::shape(name).is_some() {
-        return Ok(image_data::load(name)?);
+    if images::shape(name).is_some() {
+        return Ok(images::load(name)?);
     }
     let q =
         presets::load(name).map_err(|e| ParamError::new("data", "image or dense presets", e))?;
@@ -148,7 +149,7 @@ fn load(name: &str) -> Result<LowRankMixture, StudyError> {
 
 /// The per-coordinate data range for the clip of mixture data (image presets: [-1, 1]).
 fn clip_range(name: &str, q: &LowRankMixture) -> (f64, f64) {
-    if image_data::shape(name).is_some() {
+    if images::shape(name).is_some() {
         return (-1.0, 1.0);
     }
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -187,7 +188,7 @@ impl ValidateStudy {
         self.kernels.iter().map(|k| kernel(k)).collect()
     }
 
-    fn ce_mixture(&self) -> Result<Option<crate::mixture::Mixture>, ParamError> {
+    fn ce_mixture(&self) -> Result<Option<crate::data::mixture::Mixture>, ParamError> {
         if self.ce_data == "none" {
             return Ok(None);
         }
@@ -446,7 +447,7 @@ impl ValidateStudy {
     }
 
     /// Part 4: cross-entropy path-KL differences against the exact core.
-    fn run_ce(&self, q: &crate::mixture::Mixture) -> Result<Report, StudyError> {
+    fn run_ce(&self, q: &crate::data::mixture::Mixture) -> Result<Report, StudyError> {
         let dev = device_from_name(&self.device)?;
         let fams = self.families()?;
         let mut rep = Report::default();
@@ -540,7 +541,7 @@ impl StudyKind for ValidateStudy {
         let fams = self.families()?;
         self.kernels()?;
         for d in &self.data {
-            let dim = match image_data::shape(d) {
+            let dim = match images::shape(d) {
                 Some((c, h, w)) => c * h * w,
                 None => presets::load(d)
                     .map_err(|e| ParamError::new("data", "image or dense presets", e))?

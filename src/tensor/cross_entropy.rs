@@ -22,13 +22,12 @@
 
 use candle_core::{DType, Tensor};
 use nalgebra::{DMatrix, DVector};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use rand_distr::StandardNormal;
 
 use super::score::{TensorLocal, TensorScoreModel};
 use super::TensorError;
-use crate::lowrank::LowRankMixture;
+use crate::data::lowrank::LowRankMixture;
 use crate::sampler::{clip_bounds, plan, rademacher, KernelKind, SamplerConfig, SamplerFamily};
 
 /// The largest D for which `full` cross-entropies are computed (dense `C` per pair on the
@@ -213,8 +212,7 @@ pub fn cross_entropy_path_kl<M: TensorScoreModel>(
         } else {
             clip_bounds(grid, 2, None).0
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-        rng.set_stream(i as u64);
+        let mut rng = crate::numeric::stream(params.seed, i as u64);
         let (sa_s, so_s) = (grid.abar(i - 1).sqrt(), grid.one_minus_abar(i - 1).sqrt());
         let mut per_family: Vec<Vec<f64>> = vec![Vec::with_capacity(params.samples_per_step); nf];
         let mut done = 0;

@@ -22,6 +22,6 @@ pub enum TensorError {
         /// The sample (row of the batch).
         sample: usize,
         /// The eigensolver's error.
-        source: crate::tridiagonal::TridiagonalError,
+        source: crate::linalg::tridiagonal::TridiagonalError,
     },
 }

@@ -18,7 +18,7 @@ use candle_core::Tensor;
 use nalgebra::DMatrix;
 
 use super::TensorError;
-use crate::tridiagonal::eigh_tridiagonal;
+use crate::linalg::tridiagonal::eigh_tridiagonal;
 
 /// f32 breakdown threshold: `beta_j <= BREAKDOWN * max |alpha|` ends a sample's recurrence.
 const BREAKDOWN: f32 = 1e-6;

@@ -1,6 +1,6 @@
 //! [`TensorMixture`]: a low-rank image mixture in candle ops, batched over N samples, f32.
 //!
-//! Every quantity is the f64 core's formula ([`crate::lowrank`]) written over tensors of shape
+//! Every quantity is the f64 core's formula ([`crate::data::lowrank`]) written over tensors of shape
 //! `(K, N, D)`: with `R = x - mu_k`, `Dv = R / d_k`,
 //!
 //! ```text
@@ -18,7 +18,7 @@
 use candle_core::{Device, Tensor, Var};
 
 use super::{f32s, log_sum_exp0, TensorError};
-use crate::lowrank::LowRankMixture;
+use crate::data::lowrank::LowRankMixture;
 
 /// A [`LowRankMixture`] (all components of the same rank) as f32 tensors on a device.
 #[derive(Debug)]

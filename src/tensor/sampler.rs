@@ -37,11 +37,11 @@ use super::lanczos::{lanczos_batched, BatchedKrylov};
 use super::score::{TensorLocal, TensorScoreModel};
 
 use super::TensorError;
+use crate::process::schedule::Schedule;
 use crate::sampler::{
     normals, plan, rademacher, KernelGeom, KernelKind, LastStep, Plan, SamplerConfig, SamplerError,
     SamplerFamily,
 };
-use crate::schedule::Schedule;
 
 /// The largest D for which `full` runs on tensors (a Lanczos run with `k = D`: `D` products
 /// and a `D x D` tridiagonal per sample). Beyond it, use `lgs-<k>`.
@@ -101,8 +101,7 @@ impl Draws {
         }
         let rngs = range
             .map(|j| {
-                let mut r = ChaCha8Rng::seed_from_u64(seed);
-                r.set_stream(j as u64);
+                let r = crate::numeric::stream(seed, j as u64);
                 r
             })
             .collect();
@@ -411,8 +410,7 @@ pub fn analytic_trace_table_tensor<M: TensorScoreModel>(
     let d = model.dim();
     (1..=grid.steps())
         .map(|i| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(i as u64);
+            let mut rng = crate::numeric::stream(seed, i as u64);
             let (sa, so) = (grid.abar(i).sqrt(), grid.one_minus_abar(i).sqrt());
             let mut flat = Vec::with_capacity(data.len() * d);
             for x0 in data {

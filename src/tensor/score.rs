@@ -16,8 +16,8 @@ use candle_core::{DType, Device, Tensor};
 
 use super::mixture::{ScoreParts, TensorMixture};
 use super::TensorError;
-use crate::lowrank::LowRankMixture;
-use crate::mixture::MixtureError;
+use crate::data::lowrank::LowRankMixture;
+use crate::data::mixture::MixtureError;
 use crate::score::{LocalScore, MarginalCache, ScoreModel};
 
 /// The score and Hessian-vector products of `ln q_t` at a batch of points.
@@ -263,7 +263,7 @@ impl<M: TensorScoreModel> ScoreModel for AsScoreModel<M> {
     }
 
     fn at(&self, x: &[f64], ln_abar: f64) -> Result<AsLocal<'_, M>, MixtureError> {
-        crate::mixture::check_point(self.0.dim(), x)?;
+        crate::data::mixture::check_point(self.0.dim(), x)?;
         let device = self.0.device().clone();
         let run = || -> Result<_, TensorError> {
             let xt = Tensor::from_vec(

@@ -5,11 +5,11 @@
 
 use std::time::Instant;
 
-use covlab::covariance::Family;
-use covlab::mixture::Mixture;
-use covlab::path_kl::{path_kl_sweep, PathKlParams, PathKlReport};
+use covlab::data::mixture::Mixture;
+use covlab::kernel::family::Family;
+use covlab::kl::path_kl::{path_kl_sweep, PathKlParams, PathKlReport};
+use covlab::process::schedule::Schedule;
 use covlab::quadrature::Estimate;
-use covlab::schedule::Schedule;
 use nalgebra::{DMatrix, DVector};
 
 /// Runs a sweep, printing its wall time under `label`.

@@ -24,21 +24,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{data_dim, head_path, load_data, score_path, DataSet};
-use crate::covariance::Family;
+use crate::data::lowrank::LowRankMixture;
+use crate::kernel::family::Family;
 use crate::learned::{
     evaluate_chains, load_head_for, load_score_for, Chain, CovErrorRow, CovSource, EvalModels,
     EvalParams, EvalReport, EvalRow, EvalRule, Expected, Head, HeadKind, JAsymmetryRow, MeanSource,
     Method, ScoreNet,
 };
-use crate::lowrank::LowRankMixture;
-use crate::metrics::{mmd2_unbiased, MMD_BANDWIDTHS};
 use crate::plot::{LogLogFigure, Series};
+use crate::process::schedule::Schedule;
 use crate::quadrature::{Estimate, LatticeParams, QmcParams};
 use crate::sampler::{KernelKind, SamplerConfig, SamplerFamily};
-use crate::schedule::Schedule;
+use crate::stats::metrics::{mmd2_unbiased, MMD_BANDWIDTHS};
 use crate::study::{
-    ensure, ensure_steps, from_cell, num, to_cell, Assembled, Figure, FigureName, Observer,
-    ParamError, RunInfo, StudyError, StudyKind,
+    ensure, ensure_steps, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError,
+    RunInfo, StudyError, StudyKind,
 };
 use crate::tensor::{
     analytic_trace_table_tensor, rows as tensor_rows, sample_tensor, NoiseSource,
@@ -202,9 +202,9 @@ enum CellSpec {
 /// An estimate whose value may be infinite (a degenerate kernel).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct Est {
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     value: f64,
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     err: f64,
 }
 
@@ -241,28 +241,28 @@ struct RowCell {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct CovCell {
     method: String,
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     t: f64,
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     ln_abar: f64,
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     mse: f64,
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     rel_mse: f64,
 }
 
 /// [`JAsymmetryRow`] as a cell writes it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct AsymCell {
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     t: f64,
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     ln_abar: f64,
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     mean_ratio: f64,
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     rms_ratio: f64,
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     rel_err_vs_h: f64,
 }
 
@@ -368,9 +368,9 @@ struct MmdCell {
     method: String,
     steps: usize,
     kernel: String,
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     mmd: f64,
-    #[serde(with = "num")]
+    #[serde(with = "crate::numeric::nonfinite")]
     se: f64,
     wall_s: f64,
 }

@@ -17,8 +17,8 @@
 use std::path::{Path, PathBuf};
 
 use super::ParamError;
+use crate::data::mixture::Mixture;
 use crate::learned::{GaussianPrior, HeadKind};
-use crate::mixture::Mixture;
 
 pub mod eval;
 pub mod train;
@@ -39,8 +39,9 @@ pub(crate) struct DataSet {
 /// the samplers' clip range for them).
 pub(crate) fn load_data(name: &str) -> Result<DataSet, ParamError> {
     let expected = "mog40, mog40-unit, grid9, aniso2, mix6 or an image preset (digits8)";
-    if crate::image_data::shape(name).is_some() {
-        let lr = crate::image_data::load(name).map_err(|e| ParamError::new("data", expected, e))?;
+    if crate::data::images::shape(name).is_some() {
+        let lr =
+            crate::data::images::load(name).map_err(|e| ParamError::new("data", expected, e))?;
         let means = lr.components().iter().map(|c| c.mean().clone()).collect();
         let covs = lr.components().iter().map(|c| c.covariance()).collect();
         let q0 = Mixture::from_dense(lr.weights().to_vec(), means, covs)
@@ -51,14 +52,14 @@ pub(crate) fn load_data(name: &str) -> Result<DataSet, ParamError> {
             range: (-1.0, 1.0),
         });
     }
-    if !crate::presets::PRESET_NAMES.contains(&name) {
+    if !crate::data::presets::PRESET_NAMES.contains(&name) {
         return Err(ParamError::new(
             "data",
             expected,
             format!("unknown data set `{name}`"),
         ));
     }
-    let q0 = crate::presets::load(name).map_err(|e| ParamError::new("data", expected, e))?;
+    let q0 = crate::data::presets::load(name).map_err(|e| ParamError::new("data", expected, e))?;
     let range = crate::sampler::clip_range_of(&q0);
     Ok(DataSet {
         name: name.into(),
@@ -70,7 +71,7 @@ pub(crate) fn load_data(name: &str) -> Result<DataSet, ParamError> {
 /// The dimension of a data set without building it (an image preset's from its shape: its
 /// dense mixture takes long to build for D = 1024).
 pub(crate) fn data_dim(name: &str) -> Result<usize, ParamError> {
-    match crate::image_data::shape(name) {
+    match crate::data::images::shape(name) {
         Some((c, h, w)) => Ok(c * h * w),
         None => Ok(load_data(name)?.q0.dim()),
     }

@@ -2,8 +2,8 @@
 //! cells write them as the strings `"inf"`, `"-inf"` and `"nan"` and read them back exactly
 //! (finite values are plain JSON numbers, round-tripped exactly).
 //!
-//! Use as `#[serde(with = "crate::study::num")]` on an `f64` field, or
-//! `#[serde(with = "crate::study::num::vec")]` on a `Vec<f64>`.
+//! Use as `#[serde(with = "crate::numeric::nonfinite")]` on an `f64` field, or
+//! `#[serde(with = "crate::numeric::nonfinite::vec")]` on a `Vec<f64>`.
 
 use serde::{Deserialize, Deserializer, Serializer};
 use serde_json::Value;

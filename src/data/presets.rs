@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::mixture::{Mixture, MixtureError};
+use crate::data::mixture::{Mixture, MixtureError};
 
 /// Names of the presets.
 pub const PRESET_NAMES: [&str; 5] = ["mog40", "mog40-unit", "grid9", "aniso2", "mix6"];

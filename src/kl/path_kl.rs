@@ -53,19 +53,19 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::covariance::{
+use crate::data::mixture::{Mixture, MixtureError};
+use crate::kernel::family::{
     diag_offset, half_ln_det_i_plus_bh, iso_offset, sym_eigenvalues, BetaTildeRemedy, Family,
     IsoScale,
 };
-use crate::mixture::{Mixture, MixtureError};
+use crate::kernel::model::KernelKind;
+use crate::kernel::posterior::ReverseKernel;
 use crate::numeric::NeumaierSum;
-use crate::posterior::ReverseKernel;
+use crate::process::schedule::{Grid, Schedule, ScheduleError, Step};
 use crate::quadrature::{
     for_each_node_with_mass, gauss_hermite_tensor, lattice, qmc, Cubature, ErrorModel, Estimate,
     LatticeParams, QmcParams,
 };
-use crate::sampler::KernelKind;
-use crate::schedule::{Grid, Schedule, ScheduleError, Step};
 
 /// Relative round-off floor added to every error estimate: 16 eps times the sum of the
 /// absolute values of the terms that were added, where each route-A step term

@@ -10,7 +10,7 @@
 //!     beta_j = ||w||;  stop early if beta_j <= breakdown_tol * max_i ||C q_i||
 //!     q_{j+1} = w / beta_j
 //! T_m = tridiag(beta, alpha, beta) = S diag(theta) S^T   (m <= k steps done; implicit QL,
-//!       every pair checked: ||T_m s_i - theta_i s_i|| <= 10 m eps ||T_m||, crate::tridiagonal)
+//!       every pair checked: ||T_m s_i - theta_i s_i|| <= 10 m eps ||T_m||, crate::linalg::tridiagonal)
 //! f(C) z ≈ y_m = ||z|| Q_m f(T_m) e_1 = ||z|| Q_m S diag(f(theta)) S^T e_1
 //! ```
 //! Cost: `m` products with `C` and `O(D m^2)` flops of re-orthogonalisation.
@@ -40,8 +40,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nalgebra::{DMatrix, DVectorView, DVectorViewMut};
 use thiserror::Error;
 
-use crate::rates::{fit_semilog, RatesError, SlopeFit};
-use crate::tridiagonal::{eigh_tridiagonal, TridiagonalError};
+use crate::linalg::tridiagonal::{eigh_tridiagonal, TridiagonalError};
+use crate::stats::rates::{fit_semilog, RatesError, SlopeFit};
 
 /// The default `breakdown_tol` of [`LanczosParams::new`]: `beta_j <= 1e-12 · max ||C q_i||`
 /// counts as an invariant Krylov space (about 5000 ulps of the operator's scale).
@@ -264,7 +264,7 @@ pub enum LanczosError {
         steps: usize,
     },
     /// An eigenpair `(theta, s)` of `T_m` from the QL iteration has residual
-    /// `||T_m s - theta s||` above [`crate::tridiagonal::residual_bound`]
+    /// `||T_m s - theta s||` above [`crate::linalg::tridiagonal::residual_bound`]
     /// (`10 m eps ||T_m||_inf`): its Ritz vector, and so `f(T_m) e_1`, would be wrong.
     #[error("eigendecomposition of the {steps} x {steps} tridiagonal T is inaccurate: pair {index} has residual {residual:e} > {bound:e}")]
     EigenInaccurate {
@@ -390,7 +390,7 @@ fn dot(u: &[f64], v: &[f64]) -> f64 {
 ///
 /// # Examples
 /// ```
-/// use covlab::lanczos::{lanczos, LanczosParams};
+/// use covlab::linalg::lanczos::{lanczos, LanczosParams};
 /// use nalgebra::DMatrix;
 /// let c = DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vec![1.0, 4.0, 9.0]));
 /// let kry = lanczos(&c, &[1.0, 1.0, 1.0], &LanczosParams::new(3)).unwrap();
@@ -743,7 +743,7 @@ pub fn sqrt_chebyshev_truncation_bound(lmin: f64, lmax: f64, n: usize) -> f64 {
 ///
 /// # Examples
 /// ```
-/// use covlab::lanczos::sqrt_error_bound;
+/// use covlab::linalg::lanczos::sqrt_error_bound;
 /// let b10 = sqrt_error_bound(0.01, 1.0, 10);
 /// let b20 = sqrt_error_bound(0.01, 1.0, 20);
 /// assert!(b20 < b10 && b10 < 1.0);

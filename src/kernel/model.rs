@@ -24,9 +24,9 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
-use crate::covariance::{sym2_eigenvalues, sym_eigenvalues, IsoScale};
+use crate::kernel::family::{sym2_eigenvalues, sym_eigenvalues, IsoScale};
 use crate::numeric::u_minus_ln1p;
-use crate::schedule::Step;
+use crate::process::schedule::{Grid, Step};
 
 /// A model covariance in Hessian coordinates (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -258,6 +258,85 @@ pub fn clamp_eigenvalues(x: &[f64], d: usize, lo: f64, hi: f64) -> Vec<f64> {
     r.iter().copied().collect()
 }
 
+/// DDPM ancestral or DDIM (OCM-DDIM) kernel (of the samplers, and of the chains whose path KL
+/// [`crate::kl::path_kl`] computes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KernelKind {
+    /// DDPM ancestral.
+    #[default]
+    Ddpm,
+    /// OCM-DDIM.
+    Ddim,
+}
+
+impl KernelKind {
+    /// `ddpm` or `ddim`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ddpm => "ddpm",
+            Self::Ddim => "ddim",
+        }
+    }
+
+    /// The kernel named `ddpm` or `ddim` (as [`str::parse`]).
+    ///
+    /// # Errors
+    /// Any other name (returned).
+    pub fn from_name(name: &str) -> Result<Self, String> {
+        name.parse()
+    }
+}
+
+impl std::str::FromStr for KernelKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "ddpm" => Ok(Self::Ddpm),
+            "ddim" => Ok(Self::Ddim),
+            other => Err(other.to_string()),
+        }
+    }
+}
+
+/// A per-coordinate data range for the Analytic-DPM clip of mixture data: the component
+/// means -/+ 4 standard deviations (mixture data are unbounded; the range holds all but
+/// ~6e-5 of each component's mass per coordinate).
+#[must_use]
+pub fn clip_range_of(q0: &crate::data::mixture::Mixture) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for c in q0.components() {
+        let cov = c.covariance();
+        for i in 0..q0.dim() {
+            let sd = cov[(i, i)].sqrt();
+            lo = lo.min(c.mean()[i] - 4.0 * sd);
+            hi = hi.max(c.mean()[i] + 4.0 * sd);
+        }
+    }
+    (lo, hi)
+}
+
+/// The Analytic-DPM variance bounds of step `i` (from `t_{i-1}` to `t_i`):
+/// `lower = sigma~^2 = b (1 - abar_s) / (1 - abar_t)` (0 at a degenerate last step) and
+/// `upper = lower + abar_s b^2 / (1 - abar_t)^2 ((hi - lo)/2)^2` for the data range
+/// `[lo, hi]` (`inf` without one).
+#[must_use]
+pub fn clip_bounds(grid: &Grid, i: usize, range: Option<(f64, f64)>) -> (f64, f64) {
+    let st = grid.step(i);
+    let oma_s = grid.one_minus_abar(i - 1);
+    let oma_t = grid.one_minus_abar(i);
+    let lower = if oma_s > 0.0 {
+        st.b * oma_s / oma_t
+    } else {
+        0.0
+    };
+    let upper = range.map_or(f64::INFINITY, |(lo, hi)| {
+        lower + grid.abar(i - 1) * st.b * st.b / (oma_t * oma_t) * ((hi - lo) / 2.0).powi(2)
+    });
+    (lower, upper)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,14 +433,14 @@ mod tests {
         assert!(kl_parts(0.5, &h, &ModelCov::Diag(&[-3.0, -1.0]), &[0.0, 0.0]).is_none());
         // The lower bound of X is beta-tilde's X; the upper bound is the variance clip of
         // sampler::clip_bounds mapped through Sigma = (b^2 X + b)/a^2 (two formulas, 1e-12).
-        let grid = crate::schedule::Schedule::vp_linear()
+        let grid = crate::process::schedule::Schedule::vp_linear()
             .grid(10, 0.0)
             .unwrap();
         for i in 2..=10 {
             let st = grid.step(i);
             let range = Some((-2.0, 3.0));
             let (lo, hi) = h_bounds(st.ln_abar_t, range);
-            let (vlo, vhi) = crate::sampler::clip_bounds(&grid, i, range);
+            let (vlo, vhi) = clip_bounds(&grid, i, range);
             let var = |x: f64| (st.b * st.b * x + st.b) / st.a2;
             assert_relative_eq!(var(lo), vlo, max_relative = 1e-12);
             assert_relative_eq!(var(hi), vhi, max_relative = 1e-12);

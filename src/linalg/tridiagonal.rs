@@ -164,7 +164,7 @@ pub fn residual(
 ///
 /// # Examples
 /// ```
-/// use covlab::tridiagonal::eigh_tridiagonal;
+/// use covlab::linalg::tridiagonal::eigh_tridiagonal;
 /// // [[2, 1], [1, 2]] has eigenvalues 1 and 3.
 /// let e = eigh_tridiagonal(&[2.0, 2.0], &[1.0]).unwrap();
 /// assert!((e.values[0] - 1.0).abs() < 1e-15 && (e.values[1] - 3.0).abs() < 1e-15);

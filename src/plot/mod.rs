@@ -20,7 +20,7 @@ const HEIGHT: u32 = 700;
 /// The font family name the embedded font is registered under.
 const FAMILY: &str = "sans-serif";
 /// DejaVu Sans, embedded so that no system font is ever needed.
-static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 /// The outcome of registering the embedded font (done once per process).
 static FONT: OnceLock<Result<(), String>> = OnceLock::new();
 

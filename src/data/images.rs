@@ -18,10 +18,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
-use crate::lowrank::{LowRankComponent, LowRankError, LowRankMixture};
+use crate::data::lowrank::{LowRankComponent, LowRankError, LowRankMixture};
 
 /// The embedded digits file.
-const DIGITS_GZ: &[u8] = include_bytes!("../data/digits.csv.gz");
+const DIGITS_GZ: &[u8] = include_bytes!("../../data/digits.csv.gz");
 
 /// Default PCA rank of the digit components.
 pub const DIGITS_RANK: usize = 8;

@@ -7,13 +7,17 @@
 //! model and counts the calls, so a sampler's cost is reported in score-equivalent
 //! evaluations rather than only in wall time.
 
+pub mod lowrank;
+
+pub use lowrank::{LowRankLocal, LowRankScore};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use nalgebra::DMatrix;
 
-use crate::mixture::{Mixture, MixtureError, Workspace};
+use crate::data::mixture::{Mixture, MixtureError, Workspace};
 
 /// The score and Hessian-vector products of `ln q_t` at one point.
 pub trait LocalScore {
@@ -315,7 +319,7 @@ impl<M: ScoreModel> ScoreModel for Counted<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::presets;
+    use crate::data::presets;
 
     #[test]
     fn mixture_local_matches_mixture_geometry_and_default_hessian() {

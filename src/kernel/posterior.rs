@@ -22,8 +22,10 @@
 
 use nalgebra::{DMatrix, DVector};
 
-use crate::mixture::{Mixture, MixtureError, Workspace};
-use crate::schedule::Step;
+use crate::data::mixture::{Mixture, MixtureError, Workspace};
+use crate::linalg::lanczos::LinearOperator;
+use crate::process::schedule::Step;
+use crate::score::LocalScore;
 
 /// The exact reverse kernel of one step (s, t) for a mixture q_0.
 #[derive(Clone, Debug)]
@@ -216,6 +218,30 @@ pub fn tweedie_moments_unchecked(
         (step.b * step.b * ws.hessian[j * d + i] + if i == j { step.b } else { 0.0 }) / step.a2
     });
     Moments { mean, cov }
+}
+
+/// The covariance operator of the exact kernel at one point, `v -> C v = (b^2 H v + b v) / a^2`
+/// (Tweedie), from the Hessian-vector products of any [`LocalScore`]: the one operator the
+/// samplers, the Lanczos study and the benchmarks hand to [`crate::linalg::lanczos`].
+#[derive(Clone, Copy, Debug)]
+pub struct CovOperator<'a, L: LocalScore> {
+    /// The score information at the point (`H v` by [`LocalScore::hvp`]).
+    pub local: &'a L,
+    /// `a^2 = abar_t / abar_s`.
+    pub a2: f64,
+    /// `b = 1 - a^2`.
+    pub b: f64,
+}
+
+impl<L: LocalScore> LinearOperator for CovOperator<'_, L> {
+    fn dim(&self) -> usize {
+        self.local.score().len()
+    }
+
+    fn apply(&self, v: &[f64], out: &mut [f64]) {
+        self.local.hvp(v, out);
+        hvp_to_cov(out, v, self.a2, self.b);
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //!
 //! Every component keeps the eigendecomposition Sigma_k = U diag(sigma) U^T, so the
 //! marginal covariance B_k = abar Sigma_k + (1 - abar) I and every reverse-kernel
-//! quantity of [`crate::posterior`] are functions of the same eigenvectors.
+//! quantity of [`crate::kernel::posterior`] are functions of the same eigenvectors.
 //! Isotropic and diagonal components take O(D) fast paths.
 //!
 //! Responsibilities are computed in log space (log-sum-exp); the Hessian is formed in
@@ -1158,7 +1158,7 @@ mod tests {
         // The same mixture once with isotropic components (fast path) and once with the
         // covariances stored as dense matrices (generic path): identical formulas, so
         // agreement to round-off (1e-12 relative to the largest entry).
-        let q = crate::presets::mog40(1.0).marginal(-0.3).unwrap();
+        let q = crate::data::presets::mog40(1.0).marginal(-0.3).unwrap();
         let dense: Vec<Component> = q
             .components()
             .iter()

@@ -38,7 +38,7 @@
 //! and diffusers do (no noise when `t == 0`): DDPM `x_{t_0} = m = (x_{t_1} + b g)/a`, OCM-DDIM
 //! `x_0 = m_0` in the DDIM map (`x_{t_0} = m_0` when `t_0 = 0`). The covariance is not
 //! evaluated there (no products at the last step). [`LastStep::Noisy`] draws from the last
-//! kernel as at every other step. The path KL ([`crate::path_kl`]) is that of the noisy
+//! kernel as at every other step. The path KL ([`crate::kl::path_kl`]) is that of the noisy
 //! chain: a KL between two chains needs a non-degenerate last kernel; the mean-only last step
 //! is the sample the user keeps, the last kernel's mean.
 //!
@@ -52,9 +52,11 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use thiserror::Error;
 
-use crate::lanczos::{lanczos, Krylov, LanczosError, LanczosParams, LinearOperator};
-use crate::mixture::MixtureError;
-use crate::schedule::{Grid, Schedule, ScheduleError};
+use crate::data::mixture::MixtureError;
+pub use crate::kernel::model::{clip_bounds, clip_range_of, KernelKind};
+use crate::kernel::posterior::CovOperator;
+use crate::linalg::lanczos::{lanczos, Krylov, LanczosError, LanczosParams};
+use crate::process::schedule::{Grid, Schedule, ScheduleError};
 use crate::score::{LocalScore, ScoreModel};
 
 /// Sampler errors, each naming the offending field.
@@ -208,40 +210,6 @@ impl SamplerFamily {
     }
 }
 
-/// DDPM ancestral or DDIM (OCM-DDIM) kernel (of the samplers, and of the chains whose path KL
-/// [`crate::path_kl`] computes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum KernelKind {
-    /// DDPM ancestral.
-    #[default]
-    Ddpm,
-    /// OCM-DDIM.
-    Ddim,
-}
-
-impl KernelKind {
-    /// `ddpm` or `ddim`.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ddpm => "ddpm",
-            Self::Ddim => "ddim",
-        }
-    }
-
-    /// The kernel named `ddpm` or `ddim`.
-    ///
-    /// # Errors
-    /// Any other name (returned).
-    pub fn from_name(name: &str) -> Result<Self, String> {
-        match name {
-            "ddpm" => Ok(Self::Ddpm),
-            "ddim" => Ok(Self::Ddim),
-            other => Err(other.to_string()),
-        }
-    }
-}
-
 /// What a chain returns at its last step (`i = 1`, from `t_1` to `t_0`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LastStep {
@@ -339,22 +307,6 @@ impl KernelGeom {
     }
 }
 
-/// The covariance operator `v -> (b^2 H v + b v) / a^2` at one point.
-struct CovOperator<'a, L: LocalScore> {
-    local: &'a L,
-    g: KernelGeom,
-}
-
-impl<L: LocalScore> LinearOperator for CovOperator<'_, L> {
-    fn dim(&self) -> usize {
-        self.local.score().len()
-    }
-    fn apply(&self, v: &[f64], out: &mut [f64]) {
-        self.local.hvp(v, out);
-        crate::posterior::hvp_to_cov(out, v, self.g.a2, self.g.b);
-    }
-}
-
 /// Everything a run needs per grid step, computed once.
 pub(crate) struct Plan {
     pub(crate) grid: Grid,
@@ -423,43 +375,6 @@ pub(crate) fn plan(cfg: &SamplerConfig) -> Result<Plan, SamplerError> {
         });
     }
     Ok(Plan { grid, ddpm, ddim })
-}
-
-/// A per-coordinate data range for the Analytic-DPM clip of mixture data: the component
-/// means -/+ 4 standard deviations (mixture data are unbounded; the range holds all but
-/// ~6e-5 of each component's mass per coordinate).
-#[must_use]
-pub fn clip_range_of(q0: &crate::mixture::Mixture) -> (f64, f64) {
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for c in q0.components() {
-        let cov = c.covariance();
-        for i in 0..q0.dim() {
-            let sd = cov[(i, i)].sqrt();
-            lo = lo.min(c.mean()[i] - 4.0 * sd);
-            hi = hi.max(c.mean()[i] + 4.0 * sd);
-        }
-    }
-    (lo, hi)
-}
-
-/// The Analytic-DPM variance bounds of step `i` (from `t_{i-1}` to `t_i`):
-/// `lower = sigma~^2 = b (1 - abar_s) / (1 - abar_t)` (0 at a degenerate last step) and
-/// `upper = lower + abar_s b^2 / (1 - abar_t)^2 ((hi - lo)/2)^2` for the data range
-/// `[lo, hi]` (`inf` without one).
-#[must_use]
-pub fn clip_bounds(grid: &Grid, i: usize, range: Option<(f64, f64)>) -> (f64, f64) {
-    let st = grid.step(i);
-    let oma_s = grid.one_minus_abar(i - 1);
-    let oma_t = grid.one_minus_abar(i);
-    let lower = if oma_s > 0.0 {
-        st.b * oma_s / oma_t
-    } else {
-        0.0
-    };
-    let upper = range.map_or(f64::INFINITY, |(lo, hi)| {
-        lower + grid.abar(i - 1) * st.b * st.b / (oma_t * oma_t) * ((hi - lo) / 2.0).powi(2)
-    });
-    (lower, upper)
 }
 
 /// Rademacher probes: `v_j = +-1`.
@@ -603,7 +518,8 @@ fn step_one<M: ScoreModel>(
             } else if o.batch == 1 {
                 let op = CovOperator {
                     local: &local,
-                    g: geom,
+                    a2: geom.a2,
+                    b: geom.b,
                 };
                 let kr = lanczos(&op, z, &LanczosParams::new(o.k))?;
                 if let Some(bad) = kr.ritz_values().iter().find(|t| !t.is_finite()) {
@@ -619,7 +535,8 @@ fn step_one<M: ScoreModel>(
                 if pos == 0 || block.is_none() {
                     let op = CovOperator {
                         local: &local,
-                        g: geom,
+                        a2: geom.a2,
+                        b: geom.b,
                     };
                     // z is used at this step; the block's other vectors are drawn now.
                     let mut krylovs = Vec::with_capacity(o.batch);
@@ -689,8 +606,7 @@ pub fn sample<M: ScoreModel>(
     (0..n)
         .into_par_iter()
         .map(|j| {
-            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-            rng.set_stream(j as u64);
+            let mut rng = crate::numeric::stream(cfg.seed, j as u64);
             let mut x = normals(&mut rng, d);
             let mut block = None;
             for i in (1..=pl.grid.steps()).rev() {
@@ -723,8 +639,7 @@ pub fn analytic_trace_table<M: ScoreModel>(
     (1..=grid.steps())
         .into_par_iter()
         .map(|i| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(i as u64);
+            let mut rng = crate::numeric::stream(seed, i as u64);
             let (sa, so) = (grid.abar(i).sqrt(), grid.one_minus_abar(i).sqrt());
             let mut acc = 0.0;
             for x0 in data {

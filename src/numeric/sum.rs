@@ -1,5 +1,4 @@
-//! Small numerical kernels shared by the modules: compensated sums, stable
-//! logarithms and log-sum-exp.
+//! Compensated sums, stable logarithms and log-sum-exp.
 
 /// Neumaier's compensated sum: the running sum `s` and its compensation `c`.
 ///

@@ -18,15 +18,34 @@
 //! remedy does would add a T-independent excess, measured 0.64 on grid9), `upper = lower +
 //! abar_s b^2 / (1 - abar_t)^2 ((hi - lo)/2)^2` for a data range `[lo, hi]` (Analytic-DPM).
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use rayon::prelude::*;
 
-use crate::mixture::{Mixture, MixtureError, Workspace};
+use crate::data::mixture::{Mixture, MixtureError, Workspace};
+use crate::kernel::model::clip_bounds;
 use crate::numeric::u_minus_ln1p;
+use crate::process::schedule::Schedule;
 use crate::quadrature::Estimate;
-use crate::sampler::{clip_bounds, SamplerError};
-use crate::schedule::Schedule;
+
+/// Errors of [`hutchinson_excess`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HutchinsonError {
+    /// A parameter out of its domain (worded as the sampler's, whose family this is).
+    #[error("invalid sampler parameter `{field}`: {reason}")]
+    InvalidParameter {
+        /// The field.
+        field: &'static str,
+        /// What was expected.
+        reason: String,
+    },
+    /// The mixture failed.
+    #[error(transparent)]
+    Model(#[from] MixtureError),
+    /// The schedule failed.
+    #[error(transparent)]
+    Schedule(#[from] crate::process::schedule::ScheduleError),
+}
 
 /// Monte Carlo settings of [`hutchinson_excess`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,8 +75,8 @@ pub fn hutchinson_excess(
     steps: usize,
     early_stop: f64,
     mc: &HutchinsonMc,
-) -> Result<Estimate, SamplerError> {
-    let bad = |field: &'static str, reason: &str| SamplerError::InvalidParameter {
+) -> Result<Estimate, HutchinsonError> {
+    let bad = |field: &'static str, reason: &str| HutchinsonError::InvalidParameter {
         field,
         reason: reason.to_string(),
     };
@@ -81,8 +100,7 @@ pub fn hutchinson_excess(
             let (lower, upper) = clip_bounds(&grid, i, mc.clip_range);
             let q = q0.marginal(grid.ln_abar[i])?;
             let d = q.dim();
-            let mut rng = ChaCha8Rng::seed_from_u64(mc.seed);
-            rng.set_stream(i as u64);
+            let mut rng = crate::numeric::stream(mc.seed, i as u64);
             let xs = q.sample(&mut rng, mc.points);
             let mut ws = Workspace::new(d, q.len());
             let (mut s1, mut s2) = (0.0, 0.0);
@@ -138,7 +156,7 @@ pub fn hutchinson_excess(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::presets;
+    use crate::data::presets;
 
     #[test]
     fn excess_is_zero_when_h_is_diagonal_and_grows_with_fewer_probes() {

@@ -59,7 +59,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::mixture::{Mixture, SYMMETRY_TOL};
+use crate::data::mixture::{Mixture, SYMMETRY_TOL};
 use crate::numeric::{log_sum_exp, NeumaierSum};
 
 /// The default MMD bandwidths `h ∈ {2⁻², 2⁻¹, 1, 2, 4}` (OCM paper, section 5.1).
@@ -779,7 +779,7 @@ fn mmd2_raw(
 ///
 /// # Examples
 /// ```
-/// use covlab::metrics::mmd2_unbiased;
+/// use covlab::stats::metrics::mmd2_unbiased;
 /// use nalgebra::DVector;
 ///
 /// // x = y = {0, 1} in 1-D, h = 1: A = B = e^{-1/2}, C = (1 + e^{-1/2})/2, MMD²_u = e^{-1/2} - 1.
@@ -827,7 +827,7 @@ pub fn mmd2_unbiased(
 ///
 /// # Examples
 /// ```
-/// use covlab::metrics::sample_moments;
+/// use covlab::stats::metrics::sample_moments;
 /// use nalgebra::DVector;
 ///
 /// let x: Vec<_> = [1.0, 2.0, 6.0].iter().map(|&v| DVector::from_vec(vec![v])).collect();
@@ -957,7 +957,7 @@ fn clamp_psd(vals: &DVector<f64>, field: &'static str) -> Result<DVector<f64>, M
 ///
 /// # Examples
 /// ```
-/// use covlab::metrics::frechet_gaussian_sq;
+/// use covlab::stats::metrics::frechet_gaussian_sq;
 /// use nalgebra::{DMatrix, DVector};
 ///
 /// // 1-D: (μ₁ - μ₂)² + (σ₁ - σ₂)² = 1 + (2 - 3)² = 2.

@@ -33,7 +33,7 @@ use rand_distr::StandardNormal;
 use thiserror::Error;
 
 use crate::numeric::{u_minus_ln1p, NeumaierSum};
-use crate::schedule::{Grid, Schedule, ScheduleError, Step};
+use crate::process::schedule::{Grid, Schedule, ScheduleError, Step};
 
 /// Errors of the guidance example, each naming the offending field.
 #[derive(Debug, Error, PartialEq)]

@@ -1,0 +1,10 @@
+//! Small numerical kernels shared by every layer: compensated sums, stable logarithms and
+//! log-sum-exp ([`sum`]), the one way to seed a per-item random stream ([`rng`]), and JSON
+//! for `f64` values that may be non-finite ([`nonfinite`]).
+
+pub mod nonfinite;
+pub mod rng;
+pub mod sum;
+
+pub use rng::stream;
+pub use sum::*;
