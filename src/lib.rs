@@ -21,6 +21,7 @@
 //! - [`plot`]: log-log and log-linear figures and image grids (SVG and PNG).
 //! - [`study`]: study files (`studies/*.toml`): every committed result regenerated, checked
 //!   for drift and shardable; each binary's computation as a study kind.
+//! - [`experiments`]: one module per study kind (the computation behind each binary).
 //! - [`output`], [`error`]: atomic writes and the crate's error type.
 //!
 //! The architecture (layers, seams, where a new study kind or family goes) is described in
@@ -36,6 +37,7 @@
 
 pub mod data;
 pub mod error;
+pub mod experiments;
 pub mod kernel;
 pub mod kl;
 #[cfg(feature = "candle")]

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use covlab::study::lanczos::LanczosStudy;
+use covlab::experiments::lanczos::LanczosStudy;
 use covlab::study::{run_all, Observer, RunInfo, StudyKind};
 use serde_json::Value;
 

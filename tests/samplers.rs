@@ -4,13 +4,13 @@
 
 use covlab::data::mixture::Mixture;
 use covlab::data::presets;
+use covlab::experiments::samplers::SamplersStudy;
 use covlab::process::schedule::Schedule;
 use covlab::sampler::{
     hutchinson_diag, sample, step_with_noise, KernelKind, LastStep, LgsOptions, SamplerConfig,
     SamplerError, SamplerFamily,
 };
 use covlab::score::{Counted, LocalScore, MixtureScore, ScoreModel};
-use covlab::study::samplers::SamplersStudy;
 use covlab::study::StudyKind;
 use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;

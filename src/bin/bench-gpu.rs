@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use covlab::study::bench_gpu::BenchGpuStudy;
+use covlab::experiments::bench_gpu::BenchGpuStudy;
 use covlab::study::{run_all, StudyKind};
 
 mod common;

@@ -12,8 +12,8 @@ mod common;
 
 use clap::Parser;
 use common::{failed, finish, Outcome};
+use covlab::experiments::guidance::GuidanceStudy;
 use covlab::kl::guidance::GuidanceParams;
-use covlab::study::guidance::GuidanceStudy;
 use covlab::study::{run_all, Quiet, StudyKind};
 
 /// Exact classifier-guidance counterexample: conditional endpoint KL vs T per covariance choice.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use covlab::study::image_presets::ImagePresetsStudy;
+use covlab::experiments::image_presets::ImagePresetsStudy;
 use covlab::study::{run_all, Quiet, StudyKind};
 
 mod common;

@@ -27,7 +27,7 @@ mod common;
 
 use clap::Parser;
 use common::{failed, finish, Outcome};
-use covlab::study::lanczos::LanczosStudy;
+use covlab::experiments::lanczos::LanczosStudy;
 use covlab::study::{run_all, StudyKind};
 
 /// Lanczos error against its a-priori bound, on synthetic spectra and mixture posteriors.

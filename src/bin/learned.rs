@@ -9,7 +9,7 @@
 //! asymmetry of its Jacobian. Exit code 2 on bad input.
 //!
 //! A CLI over the study kinds `learned-train` and `learned-eval`
-//! ([`covlab::study::learned`]): the committed results are their study files
+//! ([`covlab::experiments::learned`]): the committed results are their study files
 //! `studies/learned_*.toml`.
 
 use std::path::PathBuf;
@@ -19,8 +19,8 @@ mod common;
 use anyhow::anyhow;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use common::{bad, failed, finish, write_json, Outcome};
+use covlab::experiments::learned::{LearnedEvalStudy, LearnedTrainStudy};
 use covlab::learned::EvalParams;
-use covlab::study::learned::{LearnedEvalStudy, LearnedTrainStudy};
 use covlab::study::{run_all, Observer, StudyKind};
 use indicatif::{ProgressBar, ProgressStyle};
 

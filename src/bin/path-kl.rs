@@ -10,8 +10,8 @@ mod common;
 
 use clap::{Parser, ValueEnum};
 use common::{finish, Outcome};
+use covlab::experiments::path_kl::PathKlStudy;
 use covlab::quadrature::{LatticeParams, QmcParams};
-use covlab::study::path_kl::PathKlStudy;
 use covlab::study::{run_all, StudyKind};
 use indicatif::{ProgressBar, ProgressStyle};
 

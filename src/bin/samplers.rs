@@ -8,7 +8,7 @@ mod common;
 
 use clap::Parser;
 use common::{failed, finish, Outcome};
-use covlab::study::samplers::SamplersStudy;
+use covlab::experiments::samplers::SamplersStudy;
 use covlab::study::{run_all, StudyKind};
 
 /// MMD of reverse samplers against exact samples of q_0, per family and T.

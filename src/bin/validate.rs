@@ -20,7 +20,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use covlab::study::validate::{all_passed, ValidateStudy};
+use covlab::experiments::validate::{all_passed, ValidateStudy};
 use covlab::study::{run_all, StudyKind};
 
 mod common;

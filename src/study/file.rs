@@ -27,7 +27,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::check::CheckSpec;
-use super::{FigureName, StudyError, StudyKind, KINDS};
+use super::{FigureName, StudyError, StudyKind};
 
 /// Where a study writes its outputs (relative to the root).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -71,15 +71,15 @@ struct KindOnly {
 /// The second pass: the whole file with the kind's params type.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileOf<P> {
+pub(crate) struct FileOf<P> {
     #[allow(dead_code)]
-    kind: String,
-    description: String,
+    pub(crate) kind: String,
+    pub(crate) description: String,
     #[serde(default)]
-    params: P,
-    outputs: Outputs,
+    pub(crate) params: P,
+    pub(crate) outputs: Outputs,
     #[serde(default)]
-    check: CheckSpec,
+    pub(crate) check: CheckSpec,
 }
 
 /// The 1-based line of byte offset `at` in `text`.
@@ -89,7 +89,7 @@ fn line_of(text: &str, at: usize) -> usize {
 
 /// Deserialises `text` as `T`, turning errors into [`StudyError::Syntax`] with the key path
 /// and line.
-fn parse_as<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, StudyError> {
+pub(crate) fn parse_as<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, StudyError> {
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
@@ -104,63 +104,11 @@ fn parse_as<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, StudyErro
 }
 
 /// The parts of a file common to every kind.
-struct Parsed {
-    description: String,
-    study: Box<dyn StudyKind>,
-    outputs: Outputs,
-    check: CheckSpec,
-}
-
-fn parse_kind_as<P>(path: &Path, text: &str, root: &Path) -> Result<Parsed, StudyError>
-where
-    P: StudyKind + DeserializeOwned + Default + 'static,
-{
-    let f: FileOf<P> = parse_as(path, text)?;
-    let mut params = f.params;
-    params.set_root(root);
-    Ok(Parsed {
-        description: f.description,
-        study: Box::new(params),
-        outputs: f.outputs,
-        check: f.check,
-    })
-}
-
-/// The typed study of `kind`: one arm per kind (add a kind here); relative paths in its
-/// parameters resolve against `root`.
-fn parse_kind(path: &Path, kind: &str, text: &str, root: &Path) -> Result<Parsed, StudyError> {
-    let missing = |feature| StudyError::FeatureMissing {
-        path: path.to_path_buf(),
-        kind: kind.to_string(),
-        feature,
-    };
-    match kind {
-        "path-kl" => parse_kind_as::<super::path_kl::PathKlStudy>(path, text, root),
-        "lanczos" => parse_kind_as::<super::lanczos::LanczosStudy>(path, text, root),
-        "samplers" => parse_kind_as::<super::samplers::SamplersStudy>(path, text, root),
-        "guidance" => parse_kind_as::<super::guidance::GuidanceStudy>(path, text, root),
-        "image-presets" => {
-            parse_kind_as::<super::image_presets::ImagePresetsStudy>(path, text, root)
-        }
-        #[cfg(feature = "candle")]
-        "validate" => parse_kind_as::<super::validate::ValidateStudy>(path, text, root),
-        #[cfg(feature = "candle")]
-        "bench-gpu" => parse_kind_as::<super::bench_gpu::BenchGpuStudy>(path, text, root),
-        #[cfg(feature = "candle")]
-        "learned-eval" => parse_kind_as::<super::learned::LearnedEvalStudy>(path, text, root),
-        #[cfg(feature = "candle")]
-        "learned-train" => parse_kind_as::<super::learned::LearnedTrainStudy>(path, text, root),
-        #[cfg(not(feature = "candle"))]
-        "validate" | "bench-gpu" | "learned-eval" | "learned-train" => Err(missing("candle")),
-        _ => {
-            let _ = missing;
-            Err(StudyError::UnknownKind {
-                path: path.to_path_buf(),
-                kind: kind.to_string(),
-                expected: KINDS.join(", "),
-            })
-        }
-    }
+pub(crate) struct Parsed {
+    pub(crate) description: String,
+    pub(crate) study: Box<dyn StudyKind>,
+    pub(crate) outputs: Outputs,
+    pub(crate) check: CheckSpec,
 }
 
 /// SHA-256 of `bytes`, lower-case hex.
@@ -221,7 +169,7 @@ impl StudyFile {
         } else {
             root
         };
-        let parsed = parse_kind(path, &kind.kind, text, &root)?;
+        let parsed = crate::experiments::registry::parse_kind(path, &kind.kind, text, &root)?;
         parsed.study.validate().map_err(|error| StudyError::Param {
             path: path.to_path_buf(),
             error,

@@ -20,10 +20,6 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{
-    ensure, from_cell, to_cell, Assembled, FigureName, Observer, ParamError, RunInfo, StudyError,
-    StudyKind,
-};
 use crate::data::lowrank::LowRankMixture;
 use crate::data::{images, presets};
 use crate::kernel::family::Family;
@@ -34,6 +30,10 @@ use crate::sampler::{
 };
 use crate::score::LowRankScore;
 use crate::stats::metrics::{frechet_distance_sq, mmd2_unbiased, MMD_BANDWIDTHS};
+use crate::study::{
+    ensure, from_cell, to_cell, Assembled, FigureName, Observer, ParamError, RunInfo, StudyError,
+    StudyKind,
+};
 use crate::tensor::{
     analytic_trace_table_tensor, batch, cross_entropy_path_kl, device_from_name,
     relative_error as rel, rows, sample_tensor, step_with_noise_tensor, CrossEntropyParams,
@@ -384,7 +384,7 @@ impl ValidateStudy {
                     .iter()
                     .map(|p| q0.ln_pdf(p.as_slice()))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(super::mean_se(&v))
+                Ok(crate::study::mean_se(&v))
             };
             let opts3 = TensorSampleOptions {
                 chunk: 1024,

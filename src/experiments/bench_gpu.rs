@@ -17,9 +17,6 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{
-    ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
-};
 use crate::data::images;
 use crate::kernel::posterior::CovOperator;
 use crate::linalg::lanczos::{lanczos, LanczosParams};
@@ -27,6 +24,9 @@ use crate::plot::{LogLogFigure, Series};
 use crate::process::schedule::Schedule;
 use crate::sampler::{SamplerConfig, SamplerFamily};
 use crate::score::LocalScore;
+use crate::study::{
+    ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
+};
 use crate::tensor::{
     batch, device_from_name, sample_tensor, step_with_noise_tensor, NoiseSource, TensorLocal,
     TensorMixtureScore, TensorSampleOptions, TensorScoreModel,

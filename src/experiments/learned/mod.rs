@@ -16,9 +16,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::ParamError;
 use crate::data::mixture::Mixture;
 use crate::learned::{GaussianPrior, HeadKind};
+use crate::study::ParamError;
 
 pub mod eval;
 pub mod train;

@@ -34,9 +34,6 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{
-    ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
-};
 use crate::data::lowrank::LowRankMixture;
 use crate::data::mixture::Mixture;
 use crate::kernel::posterior::CovOperator;
@@ -47,6 +44,9 @@ use crate::linalg::lanczos::{
 };
 use crate::plot::{LogLinFigure, Series};
 use crate::process::schedule::{Schedule, Step};
+use crate::study::{
+    ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
+};
 
 /// Parameters of a `lanczos` study (keys as the binary's flags; defaults as its defaults).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -571,7 +571,7 @@ fn build_cases(args: &LanczosStudy) -> Result<Vec<CaseSpec>, StudyError> {
     }
     let grid = Schedule::vp_linear().grid(TRAJ_STEPS, 0.0)?;
     for (data_index, data) in args.data.iter().filter(|s| !s.is_empty()).enumerate() {
-        let label = super::data_label(data);
+        let label = crate::study::data_label(data);
         // Trajectory streams come after all case streams: 1_000_000 + data index.
         let mut rng = crate::numeric::stream(args.seed, 1_000_000 + data_index as u64);
         let (q0, first) = if crate::data::images::shape(data).is_some() {
@@ -950,7 +950,7 @@ impl StudyKind for LanczosStudy {
         }
         for data in self.data.iter().filter(|s| !s.is_empty()) {
             for i in TRAJ_RECORD {
-                labels.push(format!("{} step {i}", super::data_label(data)));
+                labels.push(format!("{} step {i}", crate::study::data_label(data)));
             }
         }
         if self.timing_dim > 0 {
@@ -970,12 +970,15 @@ impl StudyKind for LanczosStudy {
                 obs.cell_started(i, &labels[i]);
                 let r = run_case(&cases[i], self.seed, i as u64, self.kmax);
                 obs.cell_done(i, &labels[i]);
-                r.and_then(|r| super::to_cell("lanczos", &Cell::Case(Box::new(r))))
+                r.and_then(|r| crate::study::to_cell("lanczos", &Cell::Case(Box::new(r))))
             })
             .collect::<Result<_, _>>()?;
         for i in timing_idx {
             obs.cell_started(i, &labels[i]);
-            out.push(super::to_cell("lanczos", &Cell::Timing(timing(self)?))?);
+            out.push(crate::study::to_cell(
+                "lanczos",
+                &Cell::Timing(timing(self)?),
+            )?);
             obs.cell_done(i, &labels[i]);
         }
         Ok(out)
@@ -985,7 +988,7 @@ impl StudyKind for LanczosStudy {
         let mut results = Vec::new();
         let mut timing = None;
         for c in cells {
-            match super::from_cell::<Cell>("lanczos", c)? {
+            match crate::study::from_cell::<Cell>("lanczos", c)? {
                 Cell::Case(r) => results.push(*r),
                 Cell::Timing(t) => timing = Some(t),
             }
@@ -1027,7 +1030,7 @@ impl StudyKind for LanczosStudy {
         for data in self.data.iter().filter(|s| !s.is_empty()) {
             out.push(FigureName::plot(format!(
                 "_mixture_{}",
-                super::data_label(data)
+                crate::study::data_label(data)
             )));
         }
         out
@@ -1095,7 +1098,7 @@ mod tests {
             timing_dim: 0,
             ..LanczosStudy::default()
         };
-        let (a, _) = super::super::run_all(&s, &Quiet).unwrap();
+        let (a, _) = crate::study::run_all(&s, &Quiet).unwrap();
         for c in a.doc["cases"].as_array().unwrap() {
             assert_eq!(c["k"].as_array().unwrap().len(), 1);
             // sqrt(1) z - ||z|| (z / ||z||): two roundings of one number, <= 2 ulps.
@@ -1103,7 +1106,7 @@ mod tests {
         }
         assert!(a.failed_checks().is_empty());
         let dir = std::env::temp_dir().join(format!("covlab-lanczos-d1-{}", std::process::id()));
-        let written = super::super::figure::save_all(&dir.join("fig"), &a.figures).unwrap();
+        let written = crate::study::figure::save_all(&dir.join("fig"), &a.figures).unwrap();
         assert!(!written.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }

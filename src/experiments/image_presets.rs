@@ -9,11 +9,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{
+use crate::data::images::{self, IMAGE_PRESETS};
+use crate::study::{
     ensure, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError, RunInfo,
     StudyError, StudyKind,
 };
-use crate::data::images::{self, IMAGE_PRESETS};
 
 /// Parameters of an `image-presets` study (keys as the binary's flags).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -8,14 +8,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{
-    ensure, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError, RunInfo,
-    StudyError, StudyKind,
-};
 use crate::kl::guidance::{evaluate, Choice, GaussianExample, GuidanceError, GuidanceParams, Init};
 use crate::plot::{LogLogFigure, RefSlope, Series};
 use crate::process::schedule::Schedule;
 use crate::stats::rates::{fit_loglog, SlopeFit};
+use crate::study::{
+    ensure, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError, RunInfo,
+    StudyError, StudyKind,
+};
 
 /// Parameters of a `guidance` study (keys as the binary's flags; defaults as its defaults).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -191,7 +191,7 @@ impl StudyKind for GuidanceStudy {
     }
 
     fn validate(&self) -> Result<(), ParamError> {
-        super::ensure_steps(&self.steps)?;
+        crate::study::ensure_steps(&self.steps)?;
         ensure(
             self.window.len() == 2
                 && self.window[0].partial_cmp(&self.window[1]) == Some(std::cmp::Ordering::Less),

@@ -16,9 +16,6 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{
-    ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
-};
 use crate::data::lowrank::LowRankMixture;
 use crate::data::mixture::Mixture;
 use crate::plot::{LogLogFigure, Series};
@@ -30,6 +27,9 @@ use crate::score::LowRankScore;
 use crate::score::{Counted, MixtureScore, ScoreModel};
 use crate::stats::metrics::{
     frechet_distance_sq, mean_log_likelihood, mmd2_unbiased, MMD_BANDWIDTHS,
+};
+use crate::study::{
+    ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
 };
 
 /// Parameters of a `samplers` study (keys as the binary's flags; defaults as its defaults).
@@ -173,10 +173,12 @@ impl SamplersStudy {
 
     fn label(&self, spec: CellSpec) -> String {
         match spec {
-            CellSpec::Floor { data } => format!("{} exact", super::data_label(&self.data[data])),
+            CellSpec::Floor { data } => {
+                format!("{} exact", crate::study::data_label(&self.data[data]))
+            }
             CellSpec::Family { data, t, family } => format!(
                 "{} {} T={t}",
-                super::data_label(&self.data[data]),
+                crate::study::data_label(&self.data[data]),
                 self.families[family]
             ),
         }
@@ -284,7 +286,7 @@ impl StudyKind for SamplersStudy {
     }
 
     fn validate(&self) -> Result<(), ParamError> {
-        super::ensure_steps(&self.steps)?;
+        crate::study::ensure_steps(&self.steps)?;
         ensure(
             self.samples >= 4,
             "samples",
@@ -351,7 +353,7 @@ impl StudyKind for SamplersStudy {
             if todo.is_empty() {
                 continue;
             }
-            let label = super::data_label(name);
+            let label = crate::study::data_label(name);
             let done = match self.load(name)? {
                 Data::Dense(q0) => self.run_data(
                     label,
@@ -374,7 +376,7 @@ impl StudyKind for SamplersStudy {
                             .iter()
                             .map(|x| q0.ln_pdf(x.as_slice()))
                             .collect::<Result<Vec<_>, _>>()?;
-                        Ok(super::mean_se(&v))
+                        Ok(crate::study::mean_se(&v))
                     },
                     (-1.0, 1.0),
                     (&todo, obs),
@@ -392,7 +394,7 @@ impl StudyKind for SamplersStudy {
         let mut table = String::new();
         let mut figures = Vec::new();
         for d in &self.data {
-            let name = super::data_label(d);
+            let name = crate::study::data_label(d);
             table += &self.table(&name, &schedule, &rows);
             figures.push((
                 format!("_{name}"),
@@ -422,7 +424,7 @@ impl StudyKind for SamplersStudy {
     fn figures(&self) -> Vec<FigureName> {
         self.data
             .iter()
-            .map(|d| FigureName::plot(format!("_{}", super::data_label(d))))
+            .map(|d| FigureName::plot(format!("_{}", crate::study::data_label(d))))
             .collect()
     }
 

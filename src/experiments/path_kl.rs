@@ -11,10 +11,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{
-    ensure, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError, RunInfo,
-    StudyError, StudyKind,
-};
 use crate::kernel::family::{BetaTildeRemedy, Family};
 use crate::kl::hutchinson::{hutchinson_excess, HutchinsonMc};
 use crate::kl::path_kl::{path_kl_sweep, PathKlParams, Route, RuleChoice};
@@ -23,6 +19,10 @@ use crate::process::schedule::Schedule;
 use crate::quadrature::{LatticeParams, QmcParams};
 use crate::sampler::KernelKind;
 use crate::stats::rates::{fit_loglog, SlopeFit};
+use crate::study::{
+    ensure, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError, RunInfo,
+    StudyError, StudyKind,
+};
 
 /// Parameters of a `path-kl` study (keys as the binary's flags; defaults as its defaults).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -228,7 +228,7 @@ impl PathKlStudy {
     /// # Errors
     /// An unknown schedule or remedy.
     pub fn default_stem(&self) -> Result<String, ParamError> {
-        let mut stem = format!("path_kl_{}", super::data_label(&self.data));
+        let mut stem = format!("path_kl_{}", crate::study::data_label(&self.data));
         if self.schedule != "vp-linear" {
             stem.push_str(&format!("_{}", self.schedule()?.name()));
         }
@@ -302,9 +302,9 @@ impl StudyKind for PathKlStudy {
     }
 
     fn validate(&self) -> Result<(), ParamError> {
-        super::ensure_steps(&self.steps)?;
-        super::ensure_early_stop(self.early_stop)?;
-        super::ensure_h_frac(self.h_frac)?;
+        crate::study::ensure_steps(&self.steps)?;
+        crate::study::ensure_early_stop(self.early_stop)?;
+        crate::study::ensure_h_frac(self.h_frac)?;
         ensure(self.qmc_shifts >= 2, "qmc-shifts", ">= 2", self.qmc_shifts)?;
         ensure(self.qmc_points >= 1, "qmc-points", ">= 1", self.qmc_points)?;
         if let Some(w) = &self.window {
@@ -477,7 +477,7 @@ impl StudyKind for PathKlStudy {
                 fit_loglog(&x, &y, window).map_err(|e| e.to_string())
             })
             .collect();
-        let label = super::data_label(&self.data);
+        let label = crate::study::data_label(&self.data);
         let route = if self.route == "b" { "b" } else { "a" };
         let mut results = Vec::new();
         for (k, rows) in series.iter().enumerate() {
