@@ -13,7 +13,7 @@
 //! The closed forms use only the grid's time points (`ln_abar`, and `a2`, `b` of each step)
 //! and nalgebra; they never call covlab's posterior or covariance code.
 
-mod common;
+use crate::common;
 
 use common::{
     est, gauss_kl_same_mean, gauss_kl_to_std_normal, marginal_cov, one_minus_exp, params_for,

@@ -15,7 +15,7 @@ use covlab::tensor::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-mod device;
+
 
 device_tests!(
     tensor_mixture_matches_the_f64_core_on_digits8,

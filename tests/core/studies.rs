@@ -9,7 +9,7 @@ use covlab::study::runner::{compute, compute_shard, merge};
 use covlab::study::{compare, Quiet, Shard, ShardFile, StudyError, StudyFile};
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 #[cfg(feature = "candle")]
 fn repo() -> PathBuf {

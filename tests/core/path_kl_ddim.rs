@@ -4,7 +4,7 @@
 //! inner quadrature) against route A (telescoping with the entropy at every t), by the
 //! identity DDIM = DDPM at T = 1, and for the inputs it must refuse.
 
-mod common;
+use crate::common;
 
 use common::{est, gauss_kl_same_mean, params_for, reverse_cov, timed_sweep};
 use covlab::data::mixture::Mixture;

@@ -6,7 +6,7 @@
 //! the default `clip` remedy replaces it by a fixed variance, which leaves a T-independent
 //! O(1) term (see [`BETA_TILDE_CLIP_LIMIT_2D`] below).
 
-mod common;
+use crate::common;
 
 use common::{est, params_for, timed_sweep};
 use covlab::data::presets;

@@ -23,7 +23,7 @@ use covlab::tensor::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-mod device;
+
 
 device_tests!(
     every_family_step_matches_the_f64_step_on_digits8,

@@ -2,7 +2,7 @@
 //! imply, monotonicity in T, thread-count and sweep-composition independence, the QMC
 //! rule in D = 6, and the error paths.
 
-mod common;
+use crate::common;
 
 use common::{est, params_for, timed_sweep};
 use covlab::data::presets;

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-mod common;
+use crate::common;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_guidance"))

@@ -19,7 +19,7 @@ use nalgebra::{DMatrix, DVector};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-mod device;
+
 
 /// Exact draws of `q0` as a training data source.
 fn sampler(q0: &Mixture) -> impl Fn(&mut ChaCha8Rng, usize) -> Vec<DVector<f64>> + Sync + '_ {

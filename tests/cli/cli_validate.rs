@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-mod common;
+use crate::common;
 
 fn run(extra: &[&str]) -> (Option<i32>, serde_json::Value) {
     let d = std::env::temp_dir().join(format!(

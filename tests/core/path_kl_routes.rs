@@ -2,7 +2,7 @@
 //! each reverse-kernel KL) are two independent computations of S_full(T); they must agree
 //! within their combined error estimates.
 
-mod common;
+use crate::common;
 
 use common::{est, params_for, timed_sweep};
 use covlab::data::presets;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-mod common;
+use crate::common;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_path-kl"))

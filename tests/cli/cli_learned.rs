@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-mod common;
+use crate::common;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_learned"))
