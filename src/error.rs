@@ -47,5 +47,5 @@ pub enum Error {
     Plot(#[from] crate::plot::PlotError),
 }
 
-/// `Result` with the crate [`Error`].
+/// `Result` with the crate [`Error`](enum@Error).
 pub type Result<T> = std::result::Result<T, Error>;

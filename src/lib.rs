@@ -27,7 +27,7 @@
 //! The architecture (layers, seams, where a new study kind or family goes) is described in
 //! `docs/architecture.md`.
 //!
-//! Features: `candle` ([`tensor`]: the tensor path on candle, CPU device, tested in CI; [`learned`]: learned networks on it) and
+//! Features: `candle` (`tensor`: the tensor path on candle, CPU device, tested in CI; `learned`: learned networks on it) and
 //! `cuda` (candle's CUDA backend; built by `scripts/build-cuda.sh`, not in CI).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -1,8 +1,8 @@
-//! Cubature rules for expectations E_{q_t}[f] over a Gaussian mixture, each with a
+//! Cubature rules for expectations `E_{q_t}[f]` over a Gaussian mixture, each with a
 //! built-in error estimate:
 //!
 //! - **Lattice (trapezoid) rule**, D <= 3: a tensor grid of spacing h covering the mass of
-//!   every component; E[f] ~ h^D sum_i q(x_i) f(x_i). For integrands analytic in a strip
+//!   every component; `E[f]` ~ h^D sum_i q(x_i) f(x_i). For integrands analytic in a strip
 //!   it converges spectrally (error ~ exp(-2 pi a / h)); the estimate compares the grid of
 //!   spacing h with the nested grids of spacing 2h and 4h (every other / every fourth node),
 //!   so the refinement costs nothing extra (see [`ErrorModel::Refinement`]). Nodes where q is below e^-60 of its maximum are skipped by the caller.
@@ -127,7 +127,7 @@ pub struct Cubature {
     pub weights: Vec<f64>,
     /// Number of slots.
     pub slots: usize,
-    /// If true, E_slot[f] = sum_i w_i q(x_i) f(x_i); else sum_i w_i f(x_i).
+    /// If true, `E_slot[f]` = sum_i w_i q(x_i) f(x_i); else sum_i w_i f(x_i).
     pub density_weighted: bool,
     /// How slots combine.
     pub model: ErrorModel,
@@ -388,7 +388,7 @@ pub fn for_each_node_with_mass(
     }
 }
 
-/// Convenience: E_q[f] by a cubature, evaluating q where the rule is density weighted.
+/// Convenience: `E_q[f]` by a cubature, evaluating q where the rule is density weighted.
 /// Returns the combined estimate.
 pub fn expect(q: &Mixture, rule: &Cubature, f: impl Fn(&[f64]) -> f64) -> Estimate {
     let mut sums = vec![crate::numeric::NeumaierSum::new(); rule.slots];

@@ -63,10 +63,10 @@ struct Args {
     /// Also time the f64 core on the CPU (for the ratio).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     f64_core: bool,
-    /// JSON report (default studies/results/bench_gpu_<device>.json).
+    /// JSON report (default `studies/results/bench_gpu_<device>.json`).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Figure stem (default figures/bench_gpu_<device>).
+    /// Figure stem (default `figures/bench_gpu_<device>`).
     #[arg(long)]
     figure: Option<String>,
     /// Seed.

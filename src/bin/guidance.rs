@@ -74,7 +74,7 @@ struct Args {
     /// JSON output file.
     #[arg(long, default_value = "studies/results/guidance.json")]
     json: PathBuf,
-    /// Figure stem: writes <stem>_<schedule>.svg/.png.
+    /// Figure stem: writes `<stem>_<schedule>.svg/.png`.
     #[arg(long, default_value = "figures/guidance")]
     figure: PathBuf,
 }

@@ -83,10 +83,10 @@ struct TrainArgs {
     /// Fourier frequencies of the time input.
     #[arg(long, default_value_t = 6)]
     fourier: usize,
-    /// Checkpoint directory (files go to <out>/<data>/).
+    /// Checkpoint directory (files go to `<out>/<data>/`).
     #[arg(long, default_value = "studies/models")]
     out: PathBuf,
-    /// Training log JSON (default studies/results/learned_train_<data>.json).
+    /// Training log JSON (default `studies/results/learned_train_<data>.json`).
     #[arg(long)]
     json: Option<PathBuf>,
     /// Worker threads (the weights are reproducible for a fixed count).
@@ -102,7 +102,7 @@ struct EvalArgs {
     /// The mean's score: exact or learned.
     #[arg(long, default_value = "exact")]
     score: String,
-    /// Comma list of methods: beta, beta-tilde, analytic, diag, full, hutchinson-<M>, ocm, sn,
+    /// Comma list of methods: beta, beta-tilde, analytic, diag, full, `hutchinson-<M>`, ocm, sn,
     /// npr, iddpm, full-jt, full-j, full-sym (default: all that apply to the score).
     #[arg(long)]
     methods: Option<String>,
@@ -147,11 +147,11 @@ struct EvalArgs {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// JSON output (default studies/results/learned_<data>_<score>.json).
+    /// JSON output (default `studies/results/learned_<data>_<score>.json`).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Figure stem: writes <stem>_{cov_error,path_kl,mmd}... (default figures/learned:
-    /// figures/learned_<kind>_<data>.svg/.png with the exact score, ..._<data>_learned with the learned one).
+    /// Figure stem: writes `<stem>_{cov_error,path_kl,mmd}`... (default figures/learned:
+    /// `figures/learned_<kind>_<data>.svg/.png` with the exact score, `..._<data>_learned` with the learned one).
     #[arg(long)]
     figure: Option<PathBuf>,
     /// Worker threads.

@@ -38,7 +38,7 @@ struct Args {
     /// Schedule: vp-linear, ddpm-linear(-even|-quadratic), snr-uniform, cosine.
     #[arg(long, default_value = "vp-linear")]
     schedule: String,
-    /// Comma list of families: beta, beta-tilde, analytic, diag, full, hutchinson-<M>
+    /// Comma list of families: beta, beta-tilde, analytic, diag, full, `hutchinson-<M>`
     /// (expected over the probes, by Monte Carlo: S_diag + a Monte Carlo excess, 2 s.e. bars).
     /// Default: beta,beta-tilde,analytic,diag,full (ddpm), analytic,diag,full (ddim).
     #[arg(long)]
@@ -67,10 +67,10 @@ struct Args {
     /// Slope-fit window lo,hi on T (default: 128,1024 clipped to the T values given, or the last 4 T values).
     #[arg(long, value_delimiter = ',')]
     window: Option<Vec<f64>>,
-    /// JSON output file (default studies/results/path_kl_<data>[_<schedule>][_route_b][_ddim].json).
+    /// JSON output file (default `studies/results/path_kl_<data>[_<schedule>][_route_b][_ddim].json`).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Figure path stem; writes <stem>.svg and <stem>.png (default figures/path_kl_<data>...).
+    /// Figure path stem; writes `<stem>.svg` and `<stem>.png` (default `figures/path_kl_<data>`...).
     #[arg(long)]
     figure: Option<PathBuf>,
     /// Worker threads (default: all cores). Results are identical for any value.
@@ -88,10 +88,10 @@ struct Args {
     /// QMC random shifts (replicates, >= 2).
     #[arg(long, default_value_t = QmcParams::default().shifts)]
     qmc_shifts: usize,
-    /// Monte Carlo draws of x_t per step for the hutchinson-<M> families.
+    /// Monte Carlo draws of x_t per step for the `hutchinson-<M>` families.
     #[arg(long, default_value_t = 4000)]
     hutchinson_points: usize,
-    /// Seed of the QMC shifts (and of the hutchinson-<M> Monte Carlo).
+    /// Seed of the QMC shifts (and of the `hutchinson-<M>` Monte Carlo).
     #[arg(long, default_value_t = QmcParams::default().seed)]
     seed: u64,
 }

@@ -21,7 +21,7 @@ struct Args {
     /// Schedule (ddpm-linear = the OCM toy setting: N = 1000, T evenly spaced steps).
     #[arg(long, default_value = "ddpm-linear")]
     schedule: String,
-    /// Comma list of families: beta, beta-tilde, analytic, diag, full, hutchinson-<M>, lgs-<k>.
+    /// Comma list of families: beta, beta-tilde, analytic, diag, full, `hutchinson-<M>`, `lgs-<k>`.
     #[arg(
         long,
         value_delimiter = ',',
@@ -62,7 +62,7 @@ struct Args {
     /// JSON output.
     #[arg(long, default_value = "studies/results/samplers.json")]
     json: PathBuf,
-    /// Figure stem: writes <stem>_<data>.svg/.png.
+    /// Figure stem: writes `<stem>_<data>.svg/.png`.
     #[arg(long, default_value = "figures/samplers")]
     figure: PathBuf,
 }

@@ -45,7 +45,7 @@ struct Args {
     /// Number of steps T (ddpm-linear) of parts 1-3.
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// Comma list of families: beta, beta-tilde, analytic, diag, full, hutchinson-<M>, lgs-<k>.
+    /// Comma list of families: beta, beta-tilde, analytic, diag, full, `hutchinson-<M>`, `lgs-<k>`.
     #[arg(
         long,
         value_delimiter = ',',

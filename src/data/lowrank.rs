@@ -17,7 +17,7 @@
 //! g = sum_k r_k g_k,    H v = sum_k r_k (-Sigma_k^{-1} v + g_k (g_k . v)) - g (g . v),
 //! ```
 //!
-//! in `O(K D r)`. [`LowRankScore`] implements the samplers' [`ScoreModel`] seam with them.
+//! in `O(K D r)`. [`crate::score::LowRankScore`] implements the [`crate::score::ScoreModel`] seam with them.
 
 use nalgebra::{Cholesky, DMatrix, DVector, Dyn};
 use rand::Rng;

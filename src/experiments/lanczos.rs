@@ -6,7 +6,7 @@
 //! Cases:
 //! - synthetic SPD operators `C = V diag(l) V^T` with a prescribed spectrum in
 //!   `[1/kappa, 1]` (geometric or uniform), for each `dims` × `kappas`; `V` is a product of
-//!   [`REFLECTORS`] Householder reflections with Gaussian directions, applied matrix-free
+//!   `REFLECTORS` Householder reflections with Gaussian directions, applied matrix-free
 //!   (`O(D r)` per product), and the reference `C^{1/2} z = V (l^{1/2} .* V^T z)` is exact to
 //!   rounding without any eigendecomposition. The error distribution does not depend on `V`:
 //!   `V^T z ~ N(0, I)` for any orthogonal `V`.

@@ -32,7 +32,7 @@ pub struct PathKlStudy {
     pub data: String,
     /// Schedule name.
     pub schedule: String,
-    /// Families: beta, beta-tilde, analytic, diag, full, hutchinson-<M>.
+    /// Families: beta, beta-tilde, analytic, diag, full, `hutchinson-<M>`.
     pub families: Vec<String>,
     /// The T values.
     pub steps: Vec<usize>,
@@ -52,9 +52,9 @@ pub struct PathKlStudy {
     pub qmc_points: usize,
     /// QMC random shifts (>= 2).
     pub qmc_shifts: usize,
-    /// Monte Carlo draws of x_t per step for hutchinson-<M>.
+    /// Monte Carlo draws of x_t per step for `hutchinson-<M>`.
     pub hutchinson_points: usize,
-    /// Seed of the QMC shifts and of the hutchinson-<M> Monte Carlo.
+    /// Seed of the QMC shifts and of the `hutchinson-<M>` Monte Carlo.
     pub seed: u64,
     /// Model chain kernel: `ddpm` (ancestral) or `ddim` (OCM-DDIM; families analytic, diag,
     /// full; early stop 0).

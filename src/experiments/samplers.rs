@@ -40,7 +40,7 @@ pub struct SamplersStudy {
     pub data: Vec<String>,
     /// Schedule (ddpm-linear: the OCM toy setting).
     pub schedule: String,
-    /// Families: beta, beta-tilde, analytic, diag, full, hutchinson-<M>, lgs-<k>.
+    /// Families: beta, beta-tilde, analytic, diag, full, `hutchinson-<M>`, `lgs-<k>`.
     pub families: Vec<String>,
     /// The T values.
     pub steps: Vec<usize>,

@@ -4,7 +4,7 @@
 //! A study file `studies/<name>.toml` names a study *kind* (`path-kl`, `lanczos`,
 //! `samplers`, `guidance`, `image-presets`, and with the `candle` feature `validate`,
 //! `bench-gpu`, `learned-eval` and `learned-train`; they live in [`crate::experiments`]), its
-//! parameters, its outputs and its drift tolerances ([`file`]). Each kind
+//! parameters, its outputs and its drift tolerances ([`file`](mod@file)). Each kind
 //! computes its result as an ordered list of *cells* (a T value of a path-KL sweep, a
 //! (data, T, family) cell of the samplers, a Lanczos case, ...), each a JSON value whose
 //! numbers do not depend on which other cells run (per-cell seeds or streams, fixed-order
@@ -15,7 +15,7 @@
 //!
 //! Every results JSON written by a study carries a `provenance` object ([`provenance`]):
 //! covlab version, git commit, the study file's SHA-256, seeds, thread count, device and
-//! wall time. [`check`] compares a fresh run with the committed JSON to the tolerances the
+//! wall time. [`check`](mod@check) compares a fresh run with the committed JSON to the tolerances the
 //! study file states.
 //!
 //! # Adding a kind
