@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use covlab::data::images;
-use covlab::linalg::lanczos::{lanczos, LanczosParams, LinearOperator};
+use covlab::linalg::{lanczos, LanczosParams, LinearOperator};
 use covlab::score::LocalScore;
 use covlab::tensor::candle_core::Device;
 use covlab::tensor::candle_core::Tensor;

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::data::images;
 use crate::kernel::posterior::CovOperator;
-use crate::linalg::lanczos::{lanczos, LanczosParams};
+use crate::linalg::{lanczos, LanczosParams};
 use crate::plot::{LogLogFigure, Series};
 use crate::process::schedule::Schedule;
 use crate::sampler::{SamplerConfig, SamplerFamily};

@@ -38,12 +38,14 @@ use crate::data::lowrank::LowRankMixture;
 use crate::data::mixture::Mixture;
 use crate::kernel::posterior::CovOperator;
 use crate::kernel::posterior::{hvp_to_cov, tweedie_moments};
-use crate::linalg::lanczos::{
-    fit_geometric_decay, lanczos, rho, sqrt_chebyshev_interp_error, sqrt_error_bound, sqrt_mul,
-    LanczosError, LanczosParams, LinearOperator,
+use crate::linalg::operator::SpectralOperator;
+use crate::linalg::{
+    lanczos, rho, sqrt_chebyshev_interp_error, sqrt_error_bound, sqrt_mul, LanczosError,
+    LanczosParams, LinearOperator,
 };
 use crate::plot::{LogLinFigure, Series};
 use crate::process::schedule::{Schedule, Step};
+use crate::stats::rates::fit_geometric_decay;
 use crate::study::{
     ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
 };
@@ -146,75 +148,6 @@ impl Spectrum {
                 }
             })
             .collect()
-    }
-}
-
-/// `C = V diag(l) V^T` with `V = H_1 H_2 ... H_r`, `H_i = I - 2 u_i u_i^T`, applied in `O(D r)`.
-struct SpectralOperator {
-    /// Unit reflector directions `u_i`.
-    reflectors: Vec<Vec<f64>>,
-    /// The eigenvalues `l`.
-    l: Vec<f64>,
-}
-
-impl SpectralOperator {
-    fn new(l: Vec<f64>, rng: &mut ChaCha8Rng) -> Self {
-        let d = l.len();
-        let reflectors = (0..REFLECTORS)
-            .map(|_| {
-                let u: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
-                let n = u.iter().map(|x| x * x).sum::<f64>().sqrt();
-                u.into_iter().map(|x| x / n).collect()
-            })
-            .collect();
-        Self { reflectors, l }
-    }
-
-    fn reflect(u: &[f64], x: &mut [f64]) {
-        let s = 2.0 * u.iter().zip(x.iter()).map(|(a, b)| a * b).sum::<f64>();
-        for (xi, ui) in x.iter_mut().zip(u) {
-            *xi -= s * ui;
-        }
-    }
-
-    /// `x <- V^T x = H_r ... H_1 x`.
-    fn vt(&self, x: &mut [f64]) {
-        for u in &self.reflectors {
-            Self::reflect(u, x);
-        }
-    }
-
-    /// `x <- V x = H_1 ... H_r x`.
-    fn v(&self, x: &mut [f64]) {
-        for u in self.reflectors.iter().rev() {
-            Self::reflect(u, x);
-        }
-    }
-
-    /// `V diag(f(l)) V^T z`.
-    fn apply_fn(&self, z: &[f64], f: impl Fn(f64) -> f64) -> Vec<f64> {
-        let mut w = z.to_vec();
-        self.vt(&mut w);
-        for (wi, li) in w.iter_mut().zip(&self.l) {
-            *wi *= f(*li);
-        }
-        self.v(&mut w);
-        w
-    }
-}
-
-impl LinearOperator for SpectralOperator {
-    fn dim(&self) -> usize {
-        self.l.len()
-    }
-
-    fn apply(&self, v: &[f64], out: &mut [f64]) {
-        out.copy_from_slice(v);
-        self.vt(out);
-        for (oi, li) in out.iter_mut().zip(&self.l) {
-            *oi *= li;
-        }
-        self.v(out);
     }
 }
 
@@ -398,7 +331,7 @@ fn run_case(
         } => {
             let l = spectrum.values(*d, *kappa);
             let (lmin, lmax) = (l[0], l[l.len() - 1]);
-            let op = SpectralOperator::new(l, &mut rng);
+            let op = SpectralOperator::new(l, REFLECTORS, &mut rng);
             let z = gaussian(*d, &mut rng);
             let want = op.apply_fn(&z, f64::sqrt);
             let kmax = kmax.min(*d);
@@ -632,7 +565,7 @@ fn timing(args: &LanczosStudy) -> Result<Timing, StudyError> {
     let mut rng = crate::numeric::stream(args.seed, 2_000_000);
     let l = Spectrum::Geometric.values(d, TIMING_KAPPA);
     let (lmin, lmax) = (l[0], l[d - 1]);
-    let op = SpectralOperator::new(l, &mut rng);
+    let op = SpectralOperator::new(l, REFLECTORS, &mut rng);
     let z = gaussian(d, &mut rng);
     let want = op.apply_fn(&z, f64::sqrt);
     let zn = norm(&z);
@@ -1054,7 +987,7 @@ mod tests {
         // Case 0 of `lanczos --dims 200 --kappas 100` (seed 0, stream 0): geometric spectrum.
         let (d, m) = (200, 70);
         let mut rng = crate::numeric::stream(0, 0);
-        let op = SpectralOperator::new(Spectrum::Geometric.values(d, 100.0), &mut rng);
+        let op = SpectralOperator::new(Spectrum::Geometric.values(d, 100.0), REFLECTORS, &mut rng);
         let z = gaussian(d, &mut rng);
         let kry = lanczos(&op, &z, &LanczosParams::new(m)).unwrap();
         assert_eq!(kry.steps(), m);

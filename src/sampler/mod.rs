@@ -55,7 +55,7 @@ use thiserror::Error;
 use crate::data::mixture::MixtureError;
 pub use crate::kernel::model::{clip_bounds, clip_range_of, KernelKind};
 use crate::kernel::posterior::CovOperator;
-use crate::linalg::lanczos::{lanczos, Krylov, LanczosError, LanczosParams};
+use crate::linalg::{lanczos, Krylov, LanczosError, LanczosParams};
 use crate::process::schedule::{Grid, Schedule, ScheduleError};
 use crate::score::{LocalScore, ScoreModel};
 

@@ -216,6 +216,43 @@ fn fit_log_y(x: &[f64], y: &[f64], window: [f64; 2], log_x: bool) -> Result<Slop
     })
 }
 
+/// A fitted geometric decay `error_k ≈ C q^k`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecayFit {
+    /// The per-step factor `q = exp(p)`, `p` the semilog slope (compare with `1 / rho`).
+    pub factor: f64,
+    /// The 95 % interval of `q`, `exp` of the slope's interval.
+    pub factor_ci95: [f64; 2],
+    /// The underlying fit of `ln error = a + p k`.
+    pub fit: SlopeFit,
+}
+
+/// Fits `ln error_k = a + p k` ([`fit_semilog`]) over the leading run of points with
+/// `error > floor` (the fit stops at the first point at or below the floor, where rounding
+/// takes over), and returns the factor `q = e^p`.
+///
+/// # Errors
+/// Those of [`fit_semilog`] ([`RatesError::TooFewPoints`] when fewer than 3 points lie above
+/// the floor, [`RatesError::LengthMismatch`]).
+pub fn fit_geometric_decay(k: &[f64], error: &[f64], floor: f64) -> Result<DecayFit, RatesError> {
+    if k.len() != error.len() {
+        return Err(RatesError::LengthMismatch {
+            x: k.len(),
+            y: error.len(),
+        });
+    }
+    let n = error
+        .iter()
+        .position(|&e| e.is_nan() || e <= floor)
+        .unwrap_or(error.len());
+    let fit = fit_semilog(&k[..n], &error[..n], [f64::NEG_INFINITY, f64::INFINITY])?;
+    Ok(DecayFit {
+        factor: fit.slope.exp(),
+        factor_ci95: [fit.ci95[0].exp(), fit.ci95[1].exp()],
+        fit,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

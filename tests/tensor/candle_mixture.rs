@@ -15,8 +15,6 @@ use covlab::tensor::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-
-
 device_tests!(
     tensor_mixture_matches_the_f64_core_on_digits8,
     log_sum_exp_gradient_is_the_softmax,

@@ -23,8 +23,6 @@ use covlab::tensor::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-
-
 device_tests!(
     every_family_step_matches_the_f64_step_on_digits8,
     lgs_with_k_equal_to_d_equals_the_f64_full_step,

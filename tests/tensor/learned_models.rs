@@ -19,8 +19,6 @@ use nalgebra::{DMatrix, DVector};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-
-
 /// Exact draws of `q0` as a training data source.
 fn sampler(q0: &Mixture) -> impl Fn(&mut ChaCha8Rng, usize) -> Vec<DVector<f64>> + Sync + '_ {
     move |rng, n| q0.sample(rng, n)
