@@ -34,6 +34,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::data::dataset::{DataSet, DataSetError};
 use crate::data::lowrank::LowRankMixture;
 use crate::data::mixture::Mixture;
 use crate::kernel::posterior::CovOperator;
@@ -507,15 +508,19 @@ fn build_cases(args: &LanczosStudy) -> Result<Vec<CaseSpec>, StudyError> {
         let label = crate::study::data_label(data);
         // Trajectory streams come after all case streams: 1_000_000 + data index.
         let mut rng = crate::numeric::stream(args.seed, 1_000_000 + data_index as u64);
-        let (q0, first) = if crate::data::images::shape(data).is_some() {
-            let q = crate::data::images::load(data)?;
-            let x0 = q.sample(&mut rng, 1);
-            (CaseData::LowRank(Arc::new(q)), x0)
-        } else {
-            let q = crate::data::presets::load(data)
-                .map_err(|e| ParamError::new("data", "presets or mixture JSON files", e))?;
-            let x0 = q.sample(&mut rng, 1);
-            (CaseData::Dense(q), x0)
+        let (q0, first) = match DataSet::load(data) {
+            Ok(DataSet::LowRank(q)) => {
+                let x0 = q.sample(&mut rng, 1);
+                (CaseData::LowRank(Arc::new(q)), x0)
+            }
+            Ok(DataSet::Dense(q)) => {
+                let x0 = q.sample(&mut rng, 1);
+                (CaseData::Dense(q), x0)
+            }
+            Err(DataSetError::Image(e)) => return Err(e.into()),
+            Err(DataSetError::Preset(e)) => {
+                return Err(ParamError::new("data", "presets or mixture JSON files", e).into())
+            }
         };
         let q0 = Arc::new(q0);
         let mut x: Vec<f64> = first

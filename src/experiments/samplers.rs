@@ -16,8 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::data::lowrank::LowRankMixture;
-use crate::data::mixture::Mixture;
+use crate::data::dataset::DataSet;
 use crate::plot::{LogLogFigure, Series};
 use crate::process::schedule::Schedule;
 use crate::sampler::{
@@ -85,12 +84,6 @@ impl Default for SamplersStudy {
     }
 }
 
-/// A data set: a dense-component preset (or file) or an image (low-rank) preset.
-enum Data {
-    Dense(Mixture),
-    LowRank(LowRankMixture),
-}
-
 /// What one cell computes.
 #[derive(Clone, Copy, Debug)]
 enum CellSpec {
@@ -145,17 +138,9 @@ impl SamplersStudy {
             .collect()
     }
 
-    fn load(&self, name: &str) -> Result<Data, ParamError> {
-        let bad = |e: String| ParamError::new("data", "a preset or a mixture JSON file", e);
-        if crate::data::images::shape(name).is_some() {
-            crate::data::images::load(name)
-                .map(Data::LowRank)
-                .map_err(|e| bad(e.to_string()))
-        } else {
-            crate::data::presets::load(name)
-                .map(Data::Dense)
-                .map_err(|e| bad(e.to_string()))
-        }
+    fn load(&self, name: &str) -> Result<DataSet, ParamError> {
+        DataSet::load(name)
+            .map_err(|e| ParamError::new("data", "a preset or a mixture JSON file", e.to_string()))
     }
 
     fn specs(&self) -> Vec<CellSpec> {
@@ -355,7 +340,7 @@ impl StudyKind for SamplersStudy {
             }
             let label = crate::study::data_label(name);
             let done = match self.load(name)? {
-                Data::Dense(q0) => self.run_data(
+                DataSet::Dense(q0) => self.run_data(
                     label,
                     &Counted::new(MixtureScore::new(q0.clone())),
                     &|rng, n| q0.sample(rng, n),
@@ -367,7 +352,7 @@ impl StudyKind for SamplersStudy {
                     (&todo, obs),
                 )?,
                 // Image presets live in [-1, 1] (digits by construction): the range of the clip.
-                Data::LowRank(q0) => self.run_data(
+                DataSet::LowRank(q0) => self.run_data(
                     label,
                     &Counted::new(LowRankScore::new(q0.clone())),
                     &|rng, n| q0.sample(rng, n),
@@ -378,7 +363,7 @@ impl StudyKind for SamplersStudy {
                             .collect::<Result<Vec<_>, _>>()?;
                         Ok(crate::study::mean_se(&v))
                     },
-                    (-1.0, 1.0),
+                    crate::data::dataset::IMAGE_RANGE,
                     (&todo, obs),
                 )?,
             };

@@ -149,19 +149,11 @@ fn load(name: &str) -> Result<LowRankMixture, StudyError> {
 
 /// The per-coordinate data range for the clip of mixture data (image presets: [-1, 1]).
 fn clip_range(name: &str, q: &LowRankMixture) -> (f64, f64) {
-    if images::shape(name).is_some() {
-        return (-1.0, 1.0);
+    if crate::data::dataset::is_image(name) {
+        crate::data::dataset::IMAGE_RANGE
+    } else {
+        crate::data::dataset::lowrank_range(q)
     }
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for c in q.components() {
-        let cov = c.covariance();
-        for i in 0..q.dim() {
-            let sd = cov[(i, i)].sqrt();
-            lo = lo.min(c.mean()[i] - 4.0 * sd);
-            hi = hi.max(c.mean()[i] + 4.0 * sd);
-        }
-    }
-    (lo, hi)
 }
 
 fn to_rows(v: &[DVector<f64>]) -> Vec<Vec<f64>> {

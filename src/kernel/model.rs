@@ -300,22 +300,7 @@ impl std::str::FromStr for KernelKind {
     }
 }
 
-/// A per-coordinate data range for the Analytic-DPM clip of mixture data: the component
-/// means -/+ 4 standard deviations (mixture data are unbounded; the range holds all but
-/// ~6e-5 of each component's mass per coordinate).
-#[must_use]
-pub fn clip_range_of(q0: &crate::data::mixture::Mixture) -> (f64, f64) {
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for c in q0.components() {
-        let cov = c.covariance();
-        for i in 0..q0.dim() {
-            let sd = cov[(i, i)].sqrt();
-            lo = lo.min(c.mean()[i] - 4.0 * sd);
-            hi = hi.max(c.mean()[i] + 4.0 * sd);
-        }
-    }
-    (lo, hi)
-}
+pub use crate::data::dataset::mixture_range as clip_range_of;
 
 /// The Analytic-DPM variance bounds of step `i` (from `t_{i-1}` to `t_i`):
 /// `lower = sigma~^2 = b (1 - abar_s) / (1 - abar_t)` (0 at a degenerate last step) and

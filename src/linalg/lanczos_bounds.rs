@@ -67,7 +67,7 @@ pub fn sqrt_chebyshev_truncation_bound(lmin: f64, lmax: f64, n: usize) -> f64 {
 ///
 /// # Examples
 /// ```
-/// use covlab::linalg::lanczos::sqrt_error_bound;
+/// use covlab::linalg::lanczos_bounds::sqrt_error_bound;
 /// let b10 = sqrt_error_bound(0.01, 1.0, 10);
 /// let b20 = sqrt_error_bound(0.01, 1.0, 20);
 /// assert!(b20 < b10 && b10 < 1.0);

@@ -39,7 +39,7 @@ pub(crate) struct DataSet {
 /// the samplers' clip range for them).
 pub(crate) fn load_data(name: &str) -> Result<DataSet, ParamError> {
     let expected = "mog40, mog40-unit, grid9, aniso2, mix6 or an image preset (digits8)";
-    if crate::data::images::shape(name).is_some() {
+    if crate::data::dataset::is_image(name) {
         let lr =
             crate::data::images::load(name).map_err(|e| ParamError::new("data", expected, e))?;
         let means = lr.components().iter().map(|c| c.mean().clone()).collect();
@@ -49,7 +49,7 @@ pub(crate) fn load_data(name: &str) -> Result<DataSet, ParamError> {
         return Ok(DataSet {
             name: name.into(),
             q0,
-            range: (-1.0, 1.0),
+            range: crate::data::dataset::IMAGE_RANGE,
         });
     }
     if !crate::data::presets::PRESET_NAMES.contains(&name) {
