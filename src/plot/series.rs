@@ -29,7 +29,9 @@ pub struct Series {
 
 impl Series {
     /// Whether some point can be drawn: finite `y > 0` with finite `x` (`x > 0` on a log x
-    /// axis). A figure rejects a series without one ([`PlotError::NonPositive`](super::PlotError::NonPositive)).
+    /// axis). A figure rejects a series without one ([`PlotError::NonPositive`]).
+    ///
+    /// [`PlotError::NonPositive`]: super::PlotError::NonPositive
     #[must_use]
     pub fn has_drawable_point(&self, x_log: bool) -> bool {
         self.x

@@ -152,7 +152,7 @@ pub fn frechet_gaussian_sq(
 }
 
 /// Squared Fréchet distance between the sample moments of `x` and `y`: the closed form
-/// [`frechet_gaussian_sq`] at the unbiased sample means and covariances ([`sample_moments`](super::sample_moments)).
+/// [`frechet_gaussian_sq`] at the unbiased sample means and covariances ([`sample_moments`]).
 ///
 /// # Formula
 /// ```text
@@ -173,9 +173,11 @@ pub fn frechet_gaussian_sq(
 /// `S_x^{1/2} S_y S_x^{1/2}`, an `O(sqrt(eps))` error each.
 ///
 /// # Errors
-/// As [`sample_moments`](super::sample_moments) for each sample (`x`, `y`, at least 2 points each),
+/// As [`sample_moments`] for each sample (`x`, `y`, at least 2 points each),
 /// [`MetricsError::DimensionMismatch`] if the dimensions differ, and as
 /// [`frechet_gaussian_sq`].
+///
+/// [`sample_moments`]: super::sample_moments
 pub fn frechet_distance_sq(x: &[DVector<f64>], y: &[DVector<f64>]) -> Result<f64, MetricsError> {
     let d = validate("x", x, None, 2)?;
     validate("y", y, Some(d), 2)?;

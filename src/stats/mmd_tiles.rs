@@ -43,7 +43,9 @@ pub(super) trait PairKernel: Sync {
     fn eval_tile(&self, d2: &[f64], out: &mut [f64]);
 }
 
-/// [`MMD_BANDWIDTHS`](super::MMD_BANDWIDTHS): one `exp` at `h = 4`, then `k_{h/2} = k_h⁴` by two squarings.
+/// [`MMD_BANDWIDTHS`]: one `exp` at `h = 4`, then `k_{h/2} = k_h⁴` by two squarings.
+///
+/// [`MMD_BANDWIDTHS`]: super::MMD_BANDWIDTHS
 pub(super) struct DefaultKernels;
 
 /// `e⁴`, flushed to zero below `2^-500`.
