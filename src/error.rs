@@ -38,7 +38,7 @@ pub enum Error {
     Hutchinson(#[from] crate::kl::hutchinson::HutchinsonError),
     /// A sample metric could not be computed.
     #[error(transparent)]
-    Metrics(#[from] crate::stats::metrics::MetricsError),
+    Metrics(#[from] crate::stats::MetricsError),
     /// An image preset could not be built.
     #[error(transparent)]
     ImageData(#[from] crate::data::images::ImageDataError),

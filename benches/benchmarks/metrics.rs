@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use covlab::data::mixture::Mixture;
-use covlab::stats::metrics::{mmd2_unbiased, MMD_BANDWIDTHS};
+use covlab::stats::{mmd2_unbiased, MMD_BANDWIDTHS};
 use criterion::{criterion_group, Criterion};
 use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;

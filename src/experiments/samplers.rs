@@ -24,9 +24,7 @@ use crate::sampler::{
 };
 use crate::score::LowRankScore;
 use crate::score::{Counted, MixtureScore, ScoreModel};
-use crate::stats::metrics::{
-    frechet_distance_sq, mean_log_likelihood, mmd2_unbiased, MMD_BANDWIDTHS,
-};
+use crate::stats::{frechet_distance_sq, mean_log_likelihood, mmd2_unbiased, MMD_BANDWIDTHS};
 use crate::study::{
     ensure, Assembled, Figure, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
 };

@@ -29,7 +29,7 @@ use crate::sampler::{
     sample, step_with_noise, KernelKind, LastStep, LgsOptions, SamplerConfig, SamplerFamily,
 };
 use crate::score::LowRankScore;
-use crate::stats::metrics::{frechet_distance_sq, mmd2_unbiased, MMD_BANDWIDTHS};
+use crate::stats::{frechet_distance_sq, mmd2_unbiased, MMD_BANDWIDTHS};
 use crate::study::{
     ensure, from_cell, to_cell, Assembled, FigureName, Observer, ParamError, RunInfo, StudyError,
     StudyKind,

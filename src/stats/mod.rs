@@ -1,5 +1,19 @@
-//! Statistics of results: slope fits with confidence intervals ([`rates`]) and sample-quality
-//! metrics ([`metrics`]: MMD² with standard errors, Fréchet distance, likelihood).
+//! Statistics of results: slope fits with confidence intervals ([`rates`]) and the
+//! sample-quality metrics: unbiased MMD² with its standard errors ([`mmd`]), the Fréchet
+//! distance of Gaussians and of sample moments ([`frechet`]), the exact mean log-likelihood
+//! under `q_0` ([`likelihood`]), the sample checks and unbiased moments they share
+//! ([`sample`]) and their error ([`error`]).
 
-pub mod metrics;
+pub mod error;
+pub mod frechet;
+pub mod likelihood;
+pub mod mmd;
+mod mmd_tiles;
 pub mod rates;
+pub mod sample;
+
+pub use error::MetricsError;
+pub use frechet::{frechet_distance_sq, frechet_gaussian_sq, PSD_TOL};
+pub use likelihood::{mean_log_likelihood, MeanEstimate};
+pub use mmd::{mmd2_unbiased, MmdEstimate, MmdValue, MMD_BANDWIDTHS};
+pub use sample::sample_moments;

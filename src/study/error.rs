@@ -193,7 +193,7 @@ from_module_errors!(
     crate::linalg::lanczos::LanczosError,
     crate::sampler::SamplerError,
     crate::kl::hutchinson::HutchinsonError,
-    crate::stats::metrics::MetricsError,
+    crate::stats::MetricsError,
     crate::data::images::ImageDataError,
     crate::plot::PlotError,
 );

@@ -94,7 +94,7 @@ fn exact_draws_have_the_component_covariance() {
     let q = LowRankMixture::new(vec![1.0], vec![c]).unwrap();
     let n = 40_000;
     let xs = q.sample(&mut rng, n);
-    let (_, cov) = covlab::stats::metrics::sample_moments(&xs).unwrap();
+    let (_, cov) = covlab::stats::sample_moments(&xs).unwrap();
     for i in 0..4 {
         for j in 0..4 {
             let se = ((s[(i, i)] * s[(j, j)] + s[(i, j)].powi(2)) / n as f64).sqrt();

@@ -5,7 +5,7 @@
 //! mean log-likelihood against the entropy.
 
 use covlab::data::mixture::Mixture;
-use covlab::stats::metrics::{
+use covlab::stats::{
     frechet_distance_sq, frechet_gaussian_sq, mean_log_likelihood, mmd2_unbiased, sample_moments,
     MetricsError, MmdEstimate, MMD_BANDWIDTHS,
 };

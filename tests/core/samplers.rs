@@ -61,7 +61,7 @@ fn assert_moments(q0: &Mixture, xs: &[DVector<f64>]) {
 /// As [`assert_moments`] against the mean `m` and covariance `s` (3-D).
 fn assert_moments_to(m: &DVector<f64>, s: &DMatrix<f64>, xs: &[DVector<f64>]) {
     let n = xs.len() as f64;
-    let (mean, cov) = covlab::stats::metrics::sample_moments(xs).unwrap();
+    let (mean, cov) = covlab::stats::sample_moments(xs).unwrap();
     for i in 0..3 {
         assert!(
             (mean[i] - m[i]).abs() < 4.0 * (s[(i, i)] / n).sqrt(),
@@ -398,7 +398,7 @@ fn the_noisy_last_step_has_the_kernel_variance() {
                 assert!(ys.iter().all(|y| y == &ys[0]), "{}", fam.name());
                 continue;
             }
-            let (_, cov) = covlab::stats::metrics::sample_moments(&ys).unwrap();
+            let (_, cov) = covlab::stats::sample_moments(&ys).unwrap();
             for j in 0..3 {
                 assert!(
                     (cov[(j, j)] / var[j] - 1.0).abs() < 5.0 * (2.0 / (n - 1) as f64).sqrt(),

@@ -35,7 +35,7 @@ use crate::plot::{LogLogFigure, Series};
 use crate::process::schedule::Schedule;
 use crate::quadrature::{Estimate, LatticeParams, QmcParams};
 use crate::sampler::{KernelKind, SamplerConfig, SamplerFamily};
-use crate::stats::metrics::{mmd2_unbiased, MMD_BANDWIDTHS};
+use crate::stats::{mmd2_unbiased, MMD_BANDWIDTHS};
 use crate::study::{
     ensure, ensure_steps, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError,
     RunInfo, StudyError, StudyKind,
