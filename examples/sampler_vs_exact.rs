@@ -9,7 +9,7 @@ use covlab::data::mixture::Mixture;
 use covlab::process::schedule::Schedule;
 use covlab::sampler::{sample, SamplerConfig, SamplerFamily};
 use covlab::score::MixtureScore;
-use covlab::stats::metrics::{mmd2_unbiased, MMD_BANDWIDTHS};
+use covlab::stats::{mmd2_unbiased, MMD_BANDWIDTHS};
 use nalgebra::{DMatrix, DVector};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

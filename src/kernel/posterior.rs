@@ -222,7 +222,7 @@ pub fn tweedie_moments_unchecked(
 
 /// The covariance operator of the exact kernel at one point, `v -> C v = (b^2 H v + b v) / a^2`
 /// (Tweedie), from the Hessian-vector products of any [`LocalScore`]: the one operator the
-/// samplers, the Lanczos study and the benchmarks hand to [`crate::linalg::lanczos`].
+/// samplers, the Lanczos study and the benchmarks hand to [`crate::linalg::lanczos()`].
 #[derive(Clone, Copy, Debug)]
 pub struct CovOperator<'a, L: LocalScore> {
     /// The score information at the point (`H v` by [`LocalScore::hvp`]).

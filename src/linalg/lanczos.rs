@@ -33,7 +33,7 @@
 //! `E_n = min_{deg p <= n} max_{x in [lmin, lmax]} |f(x) - p(x)|`. For `f = sqrt` the
 //! Chebyshev series on the Bernstein ellipse gives `E_n = O(rho^{-n})`,
 //! `rho = (sqrt(kappa) + 1) / (sqrt(kappa) - 1)`, `kappa = lmax / lmin`
-//! ([`sqrt_error_bound`], [`sqrt_chebyshev_truncation_bound`], [`sqrt_chebyshev_interp_error`]).
+//! (in [`super::lanczos_bounds`]).
 
 use nalgebra::DMatrix;
 

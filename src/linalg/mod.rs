@@ -1,6 +1,6 @@
 //! Linear algebra the lab needs beyond nalgebra: linear operators ([`operator`]), the
 //! symmetric tridiagonal eigensolver with a residual check ([`tridiagonal`]), the Lanczos
-//! approximation of `C^{1/2} z` from products `v -> C v` ([`lanczos`]) and its a-priori bound
+//! approximation of `C^{1/2} z` from products `v -> C v` ([`mod@lanczos`]) and its a-priori bound
 //! ([`lanczos_bounds`]); the mathematics: `docs/lanczos.md`.
 
 pub mod lanczos;

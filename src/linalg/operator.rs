@@ -26,7 +26,7 @@ pub trait LinearOperator {
 ///
 /// # Panics
 /// `apply` panics if the matrix is not square or the slices do not have length `nrows` (use
-/// [`DenseOperator::new`] for a validated matrix; [`lanczos`] checks the slice lengths).
+/// [`DenseOperator::new`] for a validated matrix; [`super::lanczos()`] checks the slice lengths).
 impl LinearOperator for DMatrix<f64> {
     fn dim(&self) -> usize {
         self.nrows()
