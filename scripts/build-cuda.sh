@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the GPU binaries with the `cuda` feature on a machine without a GPU, following
 # ../shared/cuda/README.md: installs the pinned CUDA 13.0 build pieces (idempotent), builds
-# `validate`, `bench-gpu` and the device-generic candle test binaries into target-cuda/, and
+# `validate`, `bench-gpu` and the device-generic candle test binary (tests/tensor) into target-cuda/, and
 # packs them stripped and xz-compressed into .gpu/ (a cuda binary is ~140 MB with debug info,
 # ~53 MB stripped, ~6 MB compressed; the device tool carries at most 64 MiB). Then run on the GPU machine:
 #   device run, carry [".gpu"], command: bash scripts/gpu-check.sh
@@ -15,7 +15,7 @@ bash ../shared/cuda/setup-cuda-build.sh "$prefix" >/dev/null
 target=target-cuda
 cargo build --release --features cuda --target-dir "$target" --bin validate --bin bench-gpu
 tests=$(cargo test --release --features cuda --target-dir "$target" --no-run \
-  --test candle_mixture --test candle_samplers --message-format=json 2>/dev/null |
+  --test tensor --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

@@ -1,5 +1,5 @@
 //! `lanczos`: the measured error of the Lanczos approximation `y_k ≈ C^{1/2} z` against the
-//! a-priori bound `2 E_{k-1}` (Musco, Musco & Sidford 2018; DESIGN section 5).
+//! a-priori bound `2 E_{k-1}` (Musco, Musco & Sidford 2018; `docs/lanczos.md#the-a-priori-bound`).
 //!
 //! Cases:
 //! - synthetic SPD operators `C = V diag(l) V^T` with a prescribed spectrum in

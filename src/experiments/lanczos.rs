@@ -1,5 +1,5 @@
 //! Study kind `lanczos`: the measured error of the Lanczos approximation `y_k ≈ C^{1/2} z`
-//! against the a-priori bound `2 E_{k-1}` (Musco, Musco & Sidford 2018; DESIGN section 5),
+//! against the a-priori bound `2 E_{k-1}` (Musco, Musco & Sidford 2018; `docs/lanczos.md#the-a-priori-bound`),
 //! on synthetic spectra and on mixture posteriors along a trajectory (the `lanczos` binary
 //! is a CLI over this).
 //!

@@ -39,7 +39,7 @@ pub enum CovarianceError {
     UnknownRemedy(String),
 }
 
-/// A covariance family (DESIGN section 3).
+/// A covariance family (`docs/path-kl.md#covariance-families`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub enum Family {
     /// b I (DDPM upper).

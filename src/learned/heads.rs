@@ -19,7 +19,8 @@
 //! Why these `h`: with `C_0 = Cov(x_0 | x_t)` and `Cov(eps | x_t) = I + (1 - abar) H`,
 //! `diag C_0 = ((1 - abar)^2 h + (1 - abar)) / abar` for every head, and the step covariance
 //! `sigma~^2 + gamma^2 diag C_0` (`gamma^2 = abar_s b^2 / (1 - abar_t)^2`) equals
-//! `(b^2 h + b) / a^2` (the seed's eq. 16, 19 and 23 are all this identity). `ocm` is written in
+//! `(b^2 h + b) / a^2` (the SN, NPR and OCM step covariances all reduce to this identity;
+//! `docs/learned.md#covariance-heads`). `ocm` is written in
 //! the normalised `o = 1 + (1 - abar) h`: the same minimiser as the paper's `||h - v .* H v||^2`,
 //! with the time weight `(1 - abar)^2` (the objective is unbiased pointwise in `t`, so a time
 //! weight does not move its optimum).

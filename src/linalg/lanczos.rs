@@ -1,5 +1,5 @@
 //! Lanczos approximation of `f(C) z` for a symmetric operator `C` known only through products,
-//! in particular the Gaussian-sampler product `C^{1/2} z` (DESIGN section 5).
+//! in particular the Gaussian-sampler product `C^{1/2} z` (`docs/lanczos.md`).
 //!
 //! # Algorithm
 //! ```text

@@ -1,5 +1,5 @@
 //! Path-KL differences between covariance families as differences of cross-entropies,
-//! estimated by Monte Carlo in any dimension (DESIGN section 7).
+//! estimated by Monte Carlo in any dimension (`docs/tensor-path.md#cross-entropy-path-kl-differences`).
 //!
 //! For Gaussian model kernels `p(x_s | x_t) = N(mu(x_t), Sigma(x_t))`,
 //!

@@ -3,7 +3,7 @@
 //!
 //! The recurrence, the products and the full reorthogonalisation (two classical Gram-Schmidt
 //! passes) are tensor ops on the device; the `k x k` tridiagonal eigenproblems are solved on the
-//! host in f64 (DESIGN section 5):
+//! host in f64 (`docs/lanczos.md`):
 //!
 //! ```text
 //! q_1 = z / ||z||;  w = C q_j - beta_{j-1} q_{j-1};  alpha_j = q_j . w;  w -= alpha_j q_j;

@@ -1,5 +1,5 @@
 //! Convergence rates of S_fam(T) on vp-linear (route A, default rule): the papers predict
-//! T^-1 for `beta`, `analytic`, `diag` and T^-2 for `full` (DESIGN section 4). Slopes are
+//! T^-1 for `beta`, `analytic`, `diag` and T^-2 for `full` (`docs/path-kl.md#slopes`). Slopes are
 //! fitted by `fit_loglog` on T = 128, 256, 512, 1024 (the asymptotic window).
 //!
 //! `beta-tilde` is special on a grid that starts at abar = 1: its last step is degenerate and
@@ -20,7 +20,7 @@ const STEPS: [usize; 4] = [128, 256, 512, 1024];
 /// The fit window: all four points.
 const WINDOW: [f64; 2] = [128.0, 1024.0];
 
-/// Predicted slope ranges (brief / DESIGN section 4): -1 +- 0.1 and -2 +- 0.1.
+/// Predicted slope ranges (`docs/path-kl.md#slopes`): -1 +- 0.1 and -2 +- 0.1.
 const FIRST_ORDER: [f64; 2] = [-1.1, -0.9];
 const SECOND_ORDER: [f64; 2] = [-2.1, -1.9];
 
