@@ -273,9 +273,28 @@ pub fn sym_eigenvalues(h: &[f64], dim: usize) -> Vec<f64> {
     }
 }
 
+impl std::str::FromStr for Family {
+    type Err = CovarianceError;
+
+    /// As [`Family::from_name`].
+    fn from_str(name: &str) -> Result<Self, CovarianceError> {
+        Self::from_name(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_family_parses_back_from_its_name() {
+        // `str::parse` and `name` are inverse on every family (the one vocabulary of flags,
+        // study files and JSON keys).
+        for f in Family::ALL {
+            assert_eq!(f.name().parse::<Family>(), Ok(f));
+        }
+        assert!("no-such-family".parse::<Family>().is_err());
+    }
     use approx::assert_relative_eq;
 
     /// Independent dense formula: KL(N(0, A) || N(0, B)) = (tr(B^-1 A) - D + ln det B - ln det A)/2.

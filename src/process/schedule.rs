@@ -528,6 +528,15 @@ fn check_monotone(grid: &Grid, steps: usize) -> Result<(), ScheduleError> {
     }
 }
 
+impl std::str::FromStr for Schedule {
+    type Err = ScheduleError;
+
+    /// As [`Schedule::from_name`].
+    fn from_str(name: &str) -> Result<Self, ScheduleError> {
+        Self::from_name(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
