@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::kernel::family::{BetaTildeRemedy, Family};
-use crate::kl::hutchinson::{hutchinson_excess, HutchinsonMc};
+use crate::kl::hutchinson::{hutchinson_excess, hutchinson_path_kl, HutchinsonMc};
 use crate::kl::path_kl::{path_kl_sweep, PathKlParams, Route, RuleChoice};
 use crate::plot::{LogLogFigure, RefSlope, Series};
 use crate::process::schedule::Schedule;
@@ -403,10 +403,11 @@ impl StudyKind for PathKlStudy {
                     StudyError::Merge(format!("path-kl: S_diag missing at T = {t}"))
                 })?;
                 // S_diag + the Monte Carlo excess (independent errors add in quadrature).
+                let h = hutchinson_path_kl(d, ex);
                 hutchinson.push(Row {
                     family: format!("hutchinson-{m}"),
-                    s: d.value + ex.value,
-                    err: d.err.hypot(ex.err),
+                    s: h.value,
+                    err: h.err,
                 });
             }
             let est = |e: crate::quadrature::Estimate| Est {
