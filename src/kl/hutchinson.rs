@@ -12,6 +12,7 @@
 //! so `E_v S_hutch(T) = S_diag(T) + sum_i E_{q_{t_i}} E_v [0.5 sum_j u(C_jj / s_j - 1)]`. The
 //! second term is estimated here by Monte Carlo: for each step, `n` exact draws of `x_t ~ q_t`,
 //! one probe set each; the error bar is 2 standard errors of the sum over steps.
+//! [`hutchinson_path_kl`] adds the excess to `S_diag(T)`.
 //!
 //! Clipping, as in the sampler: `lower = sigma~^2 = b (1 - abar_s) / (1 - abar_t)` (0 at a
 //! degenerate last step, `abar_s = 1`; borrowing the next step's value as `path-kl`'s `clip`
@@ -151,6 +152,22 @@ pub fn hutchinson_excess(
         value,
         err: 2.0 * var.sqrt(),
     })
+}
+
+/// `hutchinson-M`'s expected path KL from `diag`'s and the Monte Carlo excess:
+///
+/// ```text
+/// E_v S_hutch(T) = S_diag(T) + excess(T),   err = hypot(err_diag, err_excess),
+/// ```
+///
+/// with `S_diag(T)` from [`crate::kl::path_kl::path_kl_sweep`] and `excess(T)` from
+/// [`hutchinson_excess`] (independent errors add in quadrature).
+#[must_use]
+pub fn hutchinson_path_kl(s_diag: Estimate, excess: Estimate) -> Estimate {
+    Estimate {
+        value: s_diag.value + excess.value,
+        err: s_diag.err.hypot(excess.err),
+    }
 }
 
 #[cfg(test)]
