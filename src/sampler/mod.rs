@@ -1,4 +1,4 @@
-//! CPU reverse samplers (DESIGN sections 3 and 5), batched over samples with rayon.
+//! CPU reverse samplers (`docs/samplers.md`), batched over samples with rayon.
 //!
 //! A sampler sees only the [`ScoreModel`] seam and the schedule. Step `i` goes from
 //! `t = t_i` to `s = t_{i-1}` with `a^2 = abar_t / abar_s`, `b = 1 - a^2`; the mean is

@@ -1,4 +1,4 @@
-//! Classifier guidance in the exact linear-Gaussian example (DESIGN section 6; LGS paper,
+//! Classifier guidance in the exact linear-Gaussian example (`docs/guidance.md`; LGS paper,
 //! appendices A and B).
 //!
 //! Data `x_0 = R z` in 2-D, `z_1 ~ N(0, s_1)`, `z_2 ~ N(0, s_2)` independent, `R` the

@@ -1,5 +1,5 @@
 //! The exact path KL between the true reverse chain of a Gaussian-mixture forward
-//! process and Gaussian model chains N(m(x_t), Sigma_fam(x_t)) (DESIGN section 4).
+//! process and Gaussian model chains N(m(x_t), Sigma_fam(x_t)) (`docs/path-kl.md`).
 //!
 //! # Formula
 //! ```text
@@ -23,7 +23,7 @@
 //! (A single rule under N(m, C) was tried first: its estimate was unreliable for the
 //! multimodal posteriors of coarse steps.)
 //!
-//! **DDIM chains** ([`KernelKind::Ddim`], OCM-DDIM of DESIGN section 3). The model kernel
+//! **DDIM chains** ([`KernelKind::Ddim`], OCM-DDIM: `docs/path-kl.md#ocm-ddim-chains`). The model kernel
 //! of a step (s, t) is the affine image x_0 -> c x_0 + d x_t (c = sqrt(abar_s) -
 //! sqrt(1 - abar_s) sqrt(abar_t) / sqrt(1 - abar_t) != 0) of N(mu_0, Sigma_0), the family's
 //! covariance for the one jump (0, t). The reference chain is the Markov chain whose kernel is
