@@ -162,18 +162,9 @@ fn one_minus_exp(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::schedule::{Schedule, Spacing};
+    use crate::process::schedule::tests::all_schedules;
+    use crate::process::schedule::Schedule;
     use approx::assert_relative_eq;
-
-    fn all_schedules() -> Vec<Schedule> {
-        vec![
-            Schedule::vp_linear(),
-            Schedule::ddpm_linear(Spacing::Even),
-            Schedule::ddpm_linear(Spacing::Quadratic),
-            Schedule::snr_uniform(),
-            Schedule::cosine(),
-        ]
-    }
 
     #[test]
     fn step_identities() {

@@ -538,13 +538,13 @@ impl std::str::FromStr for Schedule {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use approx::assert_relative_eq;
 
     const TS: [usize; 7] = [1, 2, 3, 7, 8, 64, 1000];
 
-    fn all_schedules() -> Vec<Schedule> {
+    pub(crate) fn all_schedules() -> Vec<Schedule> {
         vec![
             Schedule::vp_linear(),
             Schedule::ddpm_linear(Spacing::Even),

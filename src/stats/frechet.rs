@@ -223,6 +223,7 @@ fn frechet_gram_sq(x: &[DVector<f64>], y: &[DVector<f64>]) -> Result<f64, Metric
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::sample::tests::dv;
     use crate::stats::sample_moments;
 
     #[test]
@@ -259,10 +260,6 @@ mod tests {
                 (public - if n.min(m) < d { gram } else { dense }).abs() < 1e-15 * public.max(1.0)
             );
         }
-    }
-
-    fn dv(v: &[f64]) -> DVector<f64> {
-        DVector::from_vec(v.to_vec())
     }
 
     #[test]

@@ -304,16 +304,21 @@ pub fn mmd2_unbiased(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    fn k_direct(a: &DVector<f64>, b: &DVector<f64>, h: f64) -> f64 {
+    pub(crate) fn k_direct(a: &DVector<f64>, b: &DVector<f64>, h: f64) -> f64 {
         (-(a - b).norm_squared() / (2.0 * h * h)).exp()
     }
 
-    fn points(rng: &mut ChaCha8Rng, n: usize, d: usize, scale: f64) -> Vec<DVector<f64>> {
+    pub(crate) fn points(
+        rng: &mut ChaCha8Rng,
+        n: usize,
+        d: usize,
+        scale: f64,
+    ) -> Vec<DVector<f64>> {
         (0..n)
             .map(|_| DVector::from_fn(d, |_, _| scale * (rng.gen::<f64>() - 0.5)))
             .collect()

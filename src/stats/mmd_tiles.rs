@@ -365,19 +365,10 @@ pub(super) fn cross_pass<K: PairKernel>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::mmd::tests::{k_direct, points};
     use crate::stats::MMD_BANDWIDTHS;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
-
-    fn k_direct(a: &DVector<f64>, b: &DVector<f64>, h: f64) -> f64 {
-        (-(a - b).norm_squared() / (2.0 * h * h)).exp()
-    }
-
-    fn points(rng: &mut ChaCha8Rng, n: usize, d: usize, scale: f64) -> Vec<DVector<f64>> {
-        (0..n)
-            .map(|_| DVector::from_fn(d, |_, _| scale * (rng.gen::<f64>() - 0.5)))
-            .collect()
-    }
 
     #[test]
     fn fast_kernels_match_generic_elementwise() {

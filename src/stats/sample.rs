@@ -93,10 +93,10 @@ pub(super) fn moments_named(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn dv(v: &[f64]) -> DVector<f64> {
+    pub(crate) fn dv(v: &[f64]) -> DVector<f64> {
         DVector::from_vec(v.to_vec())
     }
 
