@@ -1,7 +1,10 @@
 //! Exact KL divergences: the path KL between the true reverse chain and Gaussian model chains
 //! ([`path_kl`], `docs/path-kl.md`), its expectation over Hutchinson probes ([`hutchinson`]),
-//! and classifier guidance in the exact linear-Gaussian example ([`guidance`]).
+//! and classifier guidance in the exact linear-Gaussian example ([`guidance`]), and the exact
+//! path KL of model chains split into `S_full`, a mean part and a covariance part, over
+//! quadrature nodes in `f64` with the networks behind a trait ([`chain`]).
 
+pub mod chain;
 pub mod guidance;
 pub mod hutchinson;
 pub mod path_kl;

@@ -44,52 +44,11 @@ use super::mlp::{MlpShape, TimeMlp};
 use super::score_net::ScoreNet;
 use super::time_mixture::TimeMixture;
 use super::LearnedError;
+pub use crate::kl::chain::{head_h, HeadKind};
 
 /// The reference step of `iddpm`'s training, in log-SNR: `lambda_s = lambda_t + 0.02`
 /// (about a thousand steps over the trained range).
 pub const IDDPM_REF_STEP: f64 = 0.02;
-
-/// A covariance head's kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum HeadKind {
-    /// OCM: regresses `v .* (H v)` (unbiased for `diag H`).
-    Ocm,
-    /// SN-DDPM: regresses `eps^2`.
-    Sn,
-    /// NPR-DDPM: regresses the squared noise-prediction residual.
-    Npr,
-    /// I-DDPM: learned log-variance interpolation, variational bound.
-    Iddpm,
-}
-
-impl HeadKind {
-    /// All heads.
-    pub const ALL: [HeadKind; 4] = [HeadKind::Ocm, HeadKind::Sn, HeadKind::Npr, HeadKind::Iddpm];
-
-    /// `ocm`, `sn`, `npr`, `iddpm`.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ocm => "ocm",
-            Self::Sn => "sn",
-            Self::Npr => "npr",
-            Self::Iddpm => "iddpm",
-        }
-    }
-
-    /// Parses a head name.
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// Whether the training objective involves the score (`sn`'s does not: one `sn` network
-    /// serves the exact and the learned score, which enter only through `h`).
-    #[must_use]
-    pub fn trained_with_score(self) -> bool {
-        !matches!(self, Self::Sn)
-    }
-}
 
 /// The score a head is trained against or serves.
 #[derive(Clone, Copy, Debug)]
@@ -258,18 +217,5 @@ impl Head {
                 reason: "iddpm's covariance depends on the step; use model_kernel::iddpm_h".into(),
             }),
         }
-    }
-}
-
-/// One coordinate of the head's `h` from its output `o`, `1 - abar_t` and the served score
-/// `s` (used by `sn` only): `(o - 1) / (1 - abar)` (`ocm`, `npr`), `(o - 1) / (1 - abar) - s^2`
-/// (`sn`). Not defined for `iddpm` (step-dependent: [`crate::kernel::model::iddpm_h`]); returns
-/// NaN there.
-#[must_use]
-pub fn head_h(kind: HeadKind, o: f64, one_minus_abar: f64, s: f64) -> f64 {
-    match kind {
-        HeadKind::Ocm | HeadKind::Npr => (o - 1.0) / one_minus_abar,
-        HeadKind::Sn => (o - 1.0) / one_minus_abar - s * s,
-        HeadKind::Iddpm => f64::NAN,
     }
 }
