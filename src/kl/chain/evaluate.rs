@@ -11,10 +11,10 @@ use super::pass::{run_pass, Acc, Pass, UseSpec};
 use super::{ChainError, EvalParams, EvalReport, EvalRow, EvalRule, HeadKind, Method};
 use crate::data::mixture::Mixture;
 use crate::kernel::family::Family;
+use crate::kernel::model::KernelKind;
 use crate::kl::path_kl::{path_kl_sweep, PathKlParams, RuleChoice};
 use crate::process::schedule::Grid;
 use crate::quadrature::Estimate;
-use crate::sampler::KernelKind;
 
 /// Computes the path-KL rows, the covariance errors and (for a learned score) the Jacobian
 /// asymmetry of the model chains `params.methods` with the mean of the learned score of `nets` (exact

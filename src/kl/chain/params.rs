@@ -8,9 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::Method;
+use crate::kernel::model::KernelKind;
 use crate::process::schedule::Schedule;
 use crate::quadrature::{Estimate, LatticeParams, QmcParams};
-use crate::sampler::KernelKind;
 
 /// Settings of [`evaluate_chains`](super::evaluate_chains).
 #[derive(Clone, Debug, PartialEq)]
