@@ -126,7 +126,7 @@ fn load_all(
     let lenient = lenient && files.is_empty();
     let mut studies: Vec<StudyFile> = Vec::with_capacity(paths.len());
     for p in &paths {
-        match StudyFile::load(p) {
+        match StudyFile::load(p, &covlab::experiments::registry::REGISTRY) {
             Ok(f) => studies.push(f),
             Err(StudyError::FeatureMissing { kind, feature, .. }) if lenient => eprintln!(
                 "skipped {}: kind `{kind}` needs --features {feature} (this build lacks it)",

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use crate::study::file::{parse_as, FileOf, Parsed};
+use crate::study::file::{parse_as, FileOf, Parsed, Registry};
 use crate::study::{StudyError, StudyKind};
 
 /// The study kinds this build knows (those behind a feature are listed either way: a file of
@@ -40,12 +40,7 @@ where
 
 /// The typed study of `kind`: one arm per kind (add a kind here); relative paths in its
 /// parameters resolve against `root`.
-pub(crate) fn parse_kind(
-    path: &Path,
-    kind: &str,
-    text: &str,
-    root: &Path,
-) -> Result<Parsed, StudyError> {
+fn parse_kind(path: &Path, kind: &str, text: &str, root: &Path) -> Result<Parsed, StudyError> {
     let missing = |feature| StudyError::FeatureMissing {
         path: path.to_path_buf(),
         kind: kind.to_string(),
@@ -91,3 +86,9 @@ pub(crate) fn parse_kind(
         }
     }
 }
+
+/// The lab's registry: every kind above, for [`crate::study::StudyFile::load`].
+pub const REGISTRY: Registry = Registry {
+    kinds: &KINDS,
+    parse: parse_kind,
+};

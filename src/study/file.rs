@@ -120,6 +120,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The study kinds a harness run knows: their names and the parser of a file of each kind.
+/// The harness itself knows no kind; the lab's registry is
+/// [`crate::experiments::registry::REGISTRY`], passed in by whoever loads a file.
+#[derive(Clone, Copy)]
+pub struct Registry {
+    /// The kind names (for messages).
+    pub kinds: &'static [&'static str],
+    /// Parses the file of `kind` at `path` (text, root for relative paths).
+    pub(crate) parse: fn(&Path, &str, &str, &Path) -> Result<Parsed, StudyError>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("kinds", &self.kinds)
+            .finish()
+    }
+}
+
 impl StudyFile {
     /// Reads and parses a study file, validating every parameter.
     ///
@@ -128,7 +147,7 @@ impl StudyFile {
     /// key path and line), [`StudyError::UnknownKind`], [`StudyError::FeatureMissing`],
     /// [`StudyError::Param`] (a value out of its domain, e.g. an unknown preset) and
     /// [`StudyError::Invalid`] (outputs or tolerances), each naming the file and the key.
-    pub fn load(path: &Path) -> Result<Self, StudyError> {
+    pub fn load(path: &Path, registry: &Registry) -> Result<Self, StudyError> {
         let input = |what: &str, source| StudyError::Input {
             path: path.to_path_buf(),
             what: what.to_string(),
@@ -151,14 +170,19 @@ impl StudyFile {
             key: ".".into(),
             message: format!("not UTF-8: {e}"),
         })?;
-        Self::parse(path, &text, sha256_hex(&bytes))
+        Self::parse(path, &text, sha256_hex(&bytes), registry)
     }
 
     /// Parses the text of a study file at `path` (used for the name, the root and messages).
     ///
     /// # Errors
     /// As [`StudyFile::load`], without I/O.
-    pub fn parse(path: &Path, text: &str, sha256: String) -> Result<Self, StudyError> {
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        sha256: String,
+        registry: &Registry,
+    ) -> Result<Self, StudyError> {
         let kind: KindOnly = parse_as(path, text)?;
         let root = path
             .parent()
@@ -169,7 +193,7 @@ impl StudyFile {
         } else {
             root
         };
-        let parsed = crate::experiments::registry::parse_kind(path, &kind.kind, text, &root)?;
+        let parsed = (registry.parse)(path, &kind.kind, text, &root)?;
         parsed.study.validate().map_err(|error| StudyError::Param {
             path: path.to_path_buf(),
             error,

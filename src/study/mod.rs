@@ -25,7 +25,7 @@
 //!    naming the key), `cells`, `run_cells`, `assemble`, `figures`, `seeds` (and `set_root`
 //!    when a parameter names files to read or write, e.g. a checkpoint directory).
 //! 2. Add one arm to `parse_kind` in [`crate::experiments::registry`] (and the name to
-//!    [`KINDS`]).
+//!    [`crate::experiments::registry::KINDS`]).
 //! 3. Make the kind's binary a thin CLI that fills the params struct from its flags.
 //!
 //! The library never prints: progress goes to an [`Observer`].
@@ -46,15 +46,13 @@ pub mod shard;
 pub use check::{compare, CheckSpec, Drift, KeyTolerance};
 pub use error::{ParamError, StudyError};
 pub use figure::{Figure, FigureName};
-pub use file::{Outputs, StudyFile};
+pub use file::{Outputs, Registry, StudyFile};
 pub use provenance::Provenance;
 pub use runner::{
     check, check_outputs, compute, compute_shard, currency, merge, write_outputs, CheckOutcome,
     Computed, Currency, Written,
 };
 pub use shard::{Shard, ShardFile};
-
-pub use crate::experiments::registry::KINDS;
 
 /// Progress of a study run: no-op defaults, so an observer implements what it shows.
 pub trait Observer: Sync {

@@ -318,7 +318,9 @@ fn committed_studies_do_not_collide() {
     let files: Vec<covlab::study::StudyFile> = covlab::study::file::discover(root)
         .expect("studies/")
         .iter()
-        .filter_map(|p| covlab::study::StudyFile::load(p).ok())
+        .filter_map(|p| {
+            covlab::study::StudyFile::load(p, &covlab::experiments::registry::REGISTRY).ok()
+        })
         .collect();
     assert!(files.len() > 10, "{} study files", files.len());
     let clashes = covlab::study::file::collisions(&files);

@@ -12,7 +12,11 @@ fn repo() -> PathBuf {
 }
 
 fn committed(study: &str) -> (StudyFile, Value) {
-    let file = StudyFile::load(&repo().join(format!("studies/{study}.toml"))).expect("study file");
+    let file = StudyFile::load(
+        &repo().join(format!("studies/{study}.toml")),
+        &covlab::experiments::registry::REGISTRY,
+    )
+    .expect("study file");
     let text = std::fs::read_to_string(repo().join(&file.outputs.json)).expect("results");
     (file, serde_json::from_str(&text).expect("json"))
 }
@@ -100,7 +104,8 @@ fn every_committed_study_rule_matches_a_number() {
         if path.extension().is_none_or(|x| x != "toml") {
             continue;
         }
-        let file = StudyFile::load(&path).expect("study file");
+        let file =
+            StudyFile::load(&path, &covlab::experiments::registry::REGISTRY).expect("study file");
         let Ok(text) = std::fs::read_to_string(repo().join(&file.outputs.json)) else {
             continue; // a study whose result is not committed (none today)
         };

@@ -22,7 +22,7 @@ fn study(root: &Path, name: &str, text: &str) -> Result<StudyFile, StudyError> {
     std::fs::create_dir_all(&dir).expect("studies dir");
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).expect("write study file");
-    StudyFile::load(&path)
+    StudyFile::load(&path, &covlab::experiments::registry::REGISTRY)
 }
 
 #[cfg(feature = "candle")]
@@ -33,7 +33,8 @@ fn every_committed_output_is_owned_by_exactly_one_study() {
     assert!(files.len() >= 10, "{} study files", files.len());
     let mut owners: std::collections::BTreeMap<PathBuf, Vec<String>> = Default::default();
     for f in &files {
-        let s = StudyFile::load(f).unwrap_or_else(|e| panic!("{e}"));
+        let s = StudyFile::load(f, &covlab::experiments::registry::REGISTRY)
+            .unwrap_or_else(|e| panic!("{e}"));
         // A study file's name matches its results JSON.
         assert_eq!(
             s.outputs.json,
