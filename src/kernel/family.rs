@@ -282,9 +282,27 @@ impl std::str::FromStr for Family {
     }
 }
 
+/// The `hutchinson-<M>` family names (path KL, samplers, learned chains): the parsed `M` when
+/// `name` starts with `hutchinson-` (an error when the rest is not an unsigned integer),
+/// `None` otherwise. Each caller words its own error, `M = 0` included.
+#[must_use]
+pub fn hutchinson_probes(name: &str) -> Option<Result<usize, std::num::ParseIntError>> {
+    name.strip_prefix("hutchinson-").map(str::parse)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hutchinson_names_give_their_probe_count() {
+        // The one parser of `hutchinson-<M>` for path-kl, the samplers and learned chains.
+        assert_eq!(hutchinson_probes("hutchinson-4"), Some(Ok(4)));
+        assert_eq!(hutchinson_probes("hutchinson-0"), Some(Ok(0)));
+        assert!(matches!(hutchinson_probes("hutchinson-x"), Some(Err(_))));
+        assert!(matches!(hutchinson_probes("hutchinson--1"), Some(Err(_))));
+        assert_eq!(hutchinson_probes("diag"), None);
+    }
 
     #[test]
     fn every_family_parses_back_from_its_name() {

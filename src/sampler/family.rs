@@ -55,10 +55,10 @@ impl SamplerFamily {
     /// # Errors
     /// `UnknownFamily`; `InvalidParameter` for `M = 0` or `k = 0`.
     pub fn from_name(name: &str) -> Result<Self, SamplerError> {
-        let parse_n = |rest: &str, field: &'static str| -> Result<usize, SamplerError> {
-            let n: usize = rest
-                .parse()
-                .map_err(|_| SamplerError::UnknownFamily(name.to_string()))?;
+        let parse_n = |parsed: Result<usize, std::num::ParseIntError>,
+                       field: &'static str|
+         -> Result<usize, SamplerError> {
+            let n = parsed.map_err(|_| SamplerError::UnknownFamily(name.to_string()))?;
             if n == 0 {
                 return Err(invalid(field, format!("`{name}`: must be >= 1")));
             }
@@ -71,10 +71,10 @@ impl SamplerFamily {
             "diag" => Self::Diag,
             "full" => Self::Full,
             _ => {
-                if let Some(rest) = name.strip_prefix("hutchinson-") {
-                    Self::Hutchinson(parse_n(rest, "M")?)
+                if let Some(parsed) = crate::kernel::family::hutchinson_probes(name) {
+                    Self::Hutchinson(parse_n(parsed, "M")?)
                 } else if let Some(rest) = name.strip_prefix("lgs-") {
-                    Self::Lgs(LgsOptions::new(parse_n(rest, "k")?))
+                    Self::Lgs(LgsOptions::new(parse_n(rest.parse(), "k")?))
                 } else {
                     return Err(SamplerError::UnknownFamily(name.to_string()));
                 }

@@ -153,8 +153,8 @@ impl PathKlStudy {
         let mut core = Vec::new();
         let mut hutch = Vec::new();
         for name in self.families.iter().map(|s| s.trim()) {
-            if let Some(rest) = name.strip_prefix("hutchinson-") {
-                match rest.parse::<usize>() {
+            if let Some(parsed) = crate::kernel::family::hutchinson_probes(name) {
+                match parsed {
                     Ok(m) if m >= 1 => hutch.push(m),
                     _ => {
                         return Err(ParamError::new(

@@ -104,10 +104,8 @@ impl Method {
             "full-sym" => return Ok(Self::FullSym),
             _ => {}
         }
-        if let Some(rest) = name.strip_prefix("hutchinson-") {
-            let m: usize = rest
-                .parse()
-                .map_err(|_| ChainError::UnknownMethod(name.to_string()))?;
+        if let Some(parsed) = crate::kernel::family::hutchinson_probes(name) {
+            let m = parsed.map_err(|_| ChainError::UnknownMethod(name.to_string()))?;
             if m == 0 {
                 return Err(ChainError::InvalidParameter {
                     field: "M",
