@@ -100,6 +100,46 @@ pub mod vec {
     }
 }
 
+/// The same for a [`crate::quadrature::Estimate`]: `{"value": .., "err": ..}` with each field
+/// written as [`to_json`] does (an infinite path KL of a degenerate kernel stays `"inf"`).
+pub mod estimate {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::quadrature::Estimate;
+
+    #[derive(Serialize, Deserialize)]
+    struct Wire {
+        #[serde(with = "super")]
+        value: f64,
+        #[serde(with = "super")]
+        err: f64,
+    }
+
+    /// Serialises `e` with non-finite fields as strings.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(e: &Estimate, s: S) -> Result<S::Ok, S::Error> {
+        Wire {
+            value: e.value,
+            err: e.err,
+        }
+        .serialize(s)
+    }
+
+    /// Deserialises an estimate written by [`serialize`].
+    ///
+    /// # Errors
+    /// A missing field, or a field that is neither a number nor one of the three strings.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Estimate, D::Error> {
+        let w = Wire::deserialize(d)?;
+        Ok(Estimate {
+            value: w.value,
+            err: w.err,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -109,6 +149,28 @@ mod tests {
         x: f64,
         #[serde(with = "super::vec")]
         v: Vec<f64>,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct E {
+        #[serde(with = "super::estimate")]
+        e: crate::quadrature::Estimate,
+    }
+
+    #[test]
+    fn estimates_keep_infinities_as_strings() {
+        let w = E {
+            e: crate::quadrature::Estimate {
+                value: f64::INFINITY,
+                err: 0.1 + 0.2,
+            },
+        };
+        let text = serde_json::to_string(&w).unwrap();
+        assert_eq!(text, format!(r#"{{"e":{{"value":"inf","err":{}}}}}"#, 0.1f64 + 0.2));
+        let back: E = serde_json::from_str(&text).unwrap();
+        assert!(back.e.value.is_infinite() && back.e.value > 0.0);
+        assert_eq!(back.e.err.to_bits(), (0.1f64 + 0.2).to_bits());
+        assert!(serde_json::from_str::<E>(r#"{"e":{"value":1.0}}"#).is_err());
     }
 
     #[test]

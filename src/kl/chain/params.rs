@@ -93,7 +93,7 @@ pub enum EvalRule {
     Qmc,
 }
 
-/// One path-KL result.
+/// One path-KL result (infinite values serialise as `"inf"`, see [`crate::numeric::nonfinite`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalRow {
     /// The method.
@@ -101,12 +101,16 @@ pub struct EvalRow {
     /// T.
     pub steps: usize,
     /// `S_full(T) + mean part + cov part` (`+inf` if some kernel is degenerate).
+    #[serde(with = "crate::numeric::nonfinite::estimate")]
     pub path_kl: Estimate,
     /// `sum_steps E[(1/2)(m - mu)^T Sigma^-1 (m - mu)]`.
+    #[serde(with = "crate::numeric::nonfinite::estimate")]
     pub mean_part: Estimate,
     /// `sum_steps E[KL(N(m, C) || N(m, Sigma))]`.
+    #[serde(with = "crate::numeric::nonfinite::estimate")]
     pub cov_part: Estimate,
     /// `S_full(T)`.
+    #[serde(with = "crate::numeric::nonfinite::estimate")]
     pub s_full: Estimate,
 }
 
@@ -116,12 +120,16 @@ pub struct CovErrorRow {
     /// The method.
     pub method: String,
     /// The schedule time `t` (a node of the `curve_grid`-step grid).
+    #[serde(with = "crate::numeric::nonfinite")]
     pub t: f64,
     /// `ln abar_t`.
+    #[serde(with = "crate::numeric::nonfinite")]
     pub ln_abar: f64,
     /// `E_{q_t}[(1/D) ||diag Sigma(x_t) - diag C(x_t)||^2]` of the one-step kernel ending at `t`.
+    #[serde(with = "crate::numeric::nonfinite")]
     pub mse: f64,
     /// The same relative to `E_{q_t}[(1/D) ||diag C||^2]`.
+    #[serde(with = "crate::numeric::nonfinite")]
     pub rel_mse: f64,
 }
 
@@ -129,14 +137,19 @@ pub struct CovErrorRow {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JAsymmetryRow {
     /// The schedule time.
+    #[serde(with = "crate::numeric::nonfinite")]
     pub t: f64,
     /// `ln abar_t`.
+    #[serde(with = "crate::numeric::nonfinite")]
     pub ln_abar: f64,
     /// `E_{q_t}[||J - J^T||_F / ||J||_F]`.
+    #[serde(with = "crate::numeric::nonfinite")]
     pub mean_ratio: f64,
     /// `sqrt(E ||J - J^T||_F^2 / E ||J||_F^2)`.
+    #[serde(with = "crate::numeric::nonfinite")]
     pub rms_ratio: f64,
     /// `sqrt(E ||J - H||_F^2 / E ||H||_F^2)`: the Jacobian's error against the exact Hessian.
+    #[serde(with = "crate::numeric::nonfinite")]
     pub rel_err_vs_h: f64,
 }
 
@@ -150,6 +163,7 @@ pub struct EvalReport {
     /// The learned Jacobian's asymmetry per time (empty for the exact score).
     pub j_asymmetry: Vec<JAsymmetryRow>,
     /// `KL(q_{t_T} || N(0, I))` (not included in `path_kl`).
+    #[serde(with = "crate::numeric::nonfinite::estimate")]
     pub terminal_kl: Estimate,
     /// The rule over `q_t`.
     pub rule: String,

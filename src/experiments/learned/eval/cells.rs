@@ -20,164 +20,44 @@ pub(super) enum CellSpec {
     },
 }
 
-/// An estimate whose value may be infinite (a degenerate kernel).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-pub(super) struct Est {
-    #[serde(with = "crate::numeric::nonfinite")]
-    pub(super) value: f64,
-    #[serde(with = "crate::numeric::nonfinite")]
-    pub(super) err: f64,
-}
-
-impl From<Estimate> for Est {
-    fn from(e: Estimate) -> Self {
-        Self {
-            value: e.value,
-            err: e.err,
-        }
-    }
-}
-
-impl From<Est> for Estimate {
-    fn from(e: Est) -> Self {
-        Self {
-            value: e.value,
-            err: e.err,
-        }
-    }
-}
-
-/// [`EvalRow`] as a cell writes it (infinite values as strings).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct RowCell {
-    pub(super) method: String,
-    pub(super) steps: usize,
-    pub(super) path_kl: Est,
-    pub(super) mean_part: Est,
-    pub(super) cov_part: Est,
-    pub(super) s_full: Est,
-}
-
-/// [`CovErrorRow`] as a cell writes it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct CovCell {
-    pub(super) method: String,
-    #[serde(with = "crate::numeric::nonfinite")]
-    pub(super) t: f64,
-    #[serde(with = "crate::numeric::nonfinite")]
-    pub(super) ln_abar: f64,
-    #[serde(with = "crate::numeric::nonfinite")]
-    pub(super) mse: f64,
-    #[serde(with = "crate::numeric::nonfinite")]
-    pub(super) rel_mse: f64,
-}
-
-/// [`JAsymmetryRow`] as a cell writes it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(super) struct AsymCell {
-    #[serde(with = "crate::numeric::nonfinite")]
-    pub(super) t: f64,
-    #[serde(with = "crate::numeric::nonfinite")]
-    pub(super) ln_abar: f64,
-    #[serde(with = "crate::numeric::nonfinite")]
-    pub(super) mean_ratio: f64,
-    #[serde(with = "crate::numeric::nonfinite")]
-    pub(super) rms_ratio: f64,
-    #[serde(with = "crate::numeric::nonfinite")]
-    pub(super) rel_err_vs_h: f64,
-}
-
-/// The path-KL cell: the [`EvalReport`] and its wall time.
+/// The path-KL cell: the [`EvalReport`] (whose rows serialise infinite values as strings)
+/// and its wall time.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct PathKlCell {
-    pub(super) rows: Vec<RowCell>,
-    pub(super) cov_error: Vec<CovCell>,
-    pub(super) j_asymmetry: Vec<AsymCell>,
-    pub(super) terminal_kl: Est,
+    pub(super) rows: Vec<EvalRow>,
+    pub(super) cov_error: Vec<CovErrorRow>,
+    pub(super) j_asymmetry: Vec<JAsymmetryRow>,
+    #[serde(with = "crate::numeric::nonfinite::estimate")]
+    pub(super) terminal_kl: Estimate,
     pub(super) rule: String,
     pub(super) wall_s: f64,
 }
 
 impl PathKlCell {
     pub(super) fn new(r: EvalReport, wall_s: f64) -> Self {
+        let EvalReport {
+            rows,
+            cov_error,
+            j_asymmetry,
+            terminal_kl,
+            rule,
+        } = r;
         Self {
-            rows: r
-                .rows
-                .into_iter()
-                .map(|r| RowCell {
-                    method: r.method,
-                    steps: r.steps,
-                    path_kl: r.path_kl.into(),
-                    mean_part: r.mean_part.into(),
-                    cov_part: r.cov_part.into(),
-                    s_full: r.s_full.into(),
-                })
-                .collect(),
-            cov_error: r
-                .cov_error
-                .into_iter()
-                .map(|c| CovCell {
-                    method: c.method,
-                    t: c.t,
-                    ln_abar: c.ln_abar,
-                    mse: c.mse,
-                    rel_mse: c.rel_mse,
-                })
-                .collect(),
-            j_asymmetry: r
-                .j_asymmetry
-                .into_iter()
-                .map(|a| AsymCell {
-                    t: a.t,
-                    ln_abar: a.ln_abar,
-                    mean_ratio: a.mean_ratio,
-                    rms_ratio: a.rms_ratio,
-                    rel_err_vs_h: a.rel_err_vs_h,
-                })
-                .collect(),
-            terminal_kl: r.terminal_kl.into(),
-            rule: r.rule,
+            rows,
+            cov_error,
+            j_asymmetry,
+            terminal_kl,
+            rule,
             wall_s,
         }
     }
 
     pub(super) fn report(self) -> EvalReport {
         EvalReport {
-            rows: self
-                .rows
-                .into_iter()
-                .map(|r| EvalRow {
-                    method: r.method,
-                    steps: r.steps,
-                    path_kl: r.path_kl.into(),
-                    mean_part: r.mean_part.into(),
-                    cov_part: r.cov_part.into(),
-                    s_full: r.s_full.into(),
-                })
-                .collect(),
-            cov_error: self
-                .cov_error
-                .into_iter()
-                .map(|c| CovErrorRow {
-                    method: c.method,
-                    t: c.t,
-                    ln_abar: c.ln_abar,
-                    mse: c.mse,
-                    rel_mse: c.rel_mse,
-                })
-                .collect(),
-            j_asymmetry: self
-                .j_asymmetry
-                .into_iter()
-                .map(|a| JAsymmetryRow {
-                    t: a.t,
-                    ln_abar: a.ln_abar,
-                    mean_ratio: a.mean_ratio,
-                    rms_ratio: a.rms_ratio,
-                    rel_err_vs_h: a.rel_err_vs_h,
-                })
-                .collect(),
-            terminal_kl: self.terminal_kl.into(),
+            rows: self.rows,
+            cov_error: self.cov_error,
+            j_asymmetry: self.j_asymmetry,
+            terminal_kl: self.terminal_kl,
             rule: self.rule,
         }
     }
