@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::data::images;
 use crate::kernel::posterior::CovOperator;
 use crate::linalg::{lanczos, LanczosParams};
-use crate::plot::{LogLogFigure, Series};
+use crate::plot::{Plot, Series, XScale};
 use crate::process::schedule::Schedule;
 use crate::sampler::{SamplerConfig, SamplerFamily};
 use crate::score::LocalScore;
@@ -374,7 +374,7 @@ fn row(
            "k": k, "seconds": seconds, "per_second": per_second, "unit": unit})
 }
 
-fn draw(doc: &Value, dev_name: &str) -> Option<LogLogFigure> {
+fn draw(doc: &Value, dev_name: &str) -> Option<Plot> {
     let rows = doc["rows"].as_array().cloned().unwrap_or_default();
     let mut keys: Vec<(String, String, String)> = Vec::new();
     for r in &rows {
@@ -424,7 +424,8 @@ fn draw(doc: &Value, dev_name: &str) -> Option<LogLogFigure> {
     if series.is_empty() {
         return None;
     }
-    Some(LogLogFigure {
+    Some(Plot {
+        x_scale: XScale::Log,
         title: format!("tensor path throughput, {dev_name} (dashed: f64 core, CPU)"),
         x_label: "batch size".into(),
         y_label: "score: evaluations/s; lgs3_step: sample-steps/s".into(),
@@ -519,7 +520,7 @@ impl StudyKind for BenchGpuStudy {
             "rows": rows,
         });
         let figures = draw(&doc, dev_name)
-            .map(|f| vec![(String::new(), Figure::LogLog(f))])
+            .map(|f| vec![(String::new(), Figure::Plot(f))])
             .unwrap_or_default();
         Ok(Assembled {
             doc,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::kl::guidance::{evaluate, Choice, GaussianExample, GuidanceError, GuidanceParams, Init};
-use crate::plot::{LogLogFigure, RefSlope, Series};
+use crate::plot::{Plot, RefSlope, Series, XScale};
 use crate::process::schedule::Schedule;
 use crate::stats::rates::{fit_loglog, SlopeFit};
 use crate::study::{
@@ -330,7 +330,7 @@ impl StudyKind for GuidanceStudy {
             }
             figures.push((
                 format!("_{sname}"),
-                Figure::LogLog(self.figure(&sname, &choice_names, &rows)),
+                Figure::Plot(self.figure(&sname, &choice_names, &rows)),
             ));
         }
         let results: Vec<Value> = rows
@@ -392,7 +392,7 @@ fn slope_json(f: &Option<SlopeFit>) -> Value {
 }
 
 impl GuidanceStudy {
-    fn figure(&self, sname: &str, choices: &[&str], rows: &[Cell]) -> LogLogFigure {
+    fn figure(&self, sname: &str, choices: &[&str], rows: &[Cell]) -> Plot {
         let mut series = Vec::new();
         let mut anchor = None;
         for (ci, choice) in choices.iter().enumerate() {
@@ -424,7 +424,8 @@ impl GuidanceStudy {
             }
         }
         let (x0, y0) = anchor.unwrap_or((1.0, 1.0));
-        LogLogFigure {
+        Plot {
+            x_scale: XScale::Log,
             title: format!("Classifier guidance, exact Gaussian example: {sname}"),
             x_label: "T (number of reverse steps)".to_string(),
             y_label: "KL".to_string(),

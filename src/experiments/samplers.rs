@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::data::dataset::DataSet;
-use crate::plot::{LogLogFigure, Series};
+use crate::plot::{Plot, Series, XScale};
 use crate::process::schedule::Schedule;
 use crate::sampler::{
     analytic_trace_table, clip_range_of, sample, KernelKind, LastStep, SamplerConfig, SamplerFamily,
@@ -381,7 +381,7 @@ impl StudyKind for SamplersStudy {
             table += &self.table(&name, &schedule, &rows);
             figures.push((
                 format!("_{name}"),
-                Figure::LogLog(self.figure(&name, &rows)),
+                Figure::Plot(self.figure(&name, &rows)),
             ));
         }
         table += &format!("\nwall time {:.1} s\n", info.wall_time_s);
@@ -489,7 +489,7 @@ impl SamplersStudy {
         s
     }
 
-    fn figure(&self, name: &str, rows: &[Value]) -> LogLogFigure {
+    fn figure(&self, name: &str, rows: &[Value]) -> Plot {
         let mut series = Vec::new();
         for (i, f) in Self::families_of(name, rows).iter().enumerate() {
             let sel: Vec<&Value> = rows
@@ -515,7 +515,8 @@ impl SamplersStudy {
             .find(|r| r["data"] == name && r["family"] == "exact")
             .and_then(|r| r["mmd_se"].as_f64())
             .unwrap_or(f64::NAN);
-        LogLogFigure {
+        Plot {
+            x_scale: XScale::Log,
             title: format!("Sampler MMD^2 vs T: {name}"),
             x_label: "T (number of reverse steps)".to_string(),
             y_label: "unbiased MMD^2 (sum kernel) to exact q0 samples".to_string(),

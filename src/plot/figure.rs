@@ -1,5 +1,5 @@
-//! The two figure kinds, [`LogLogFigure`] (`log10 y` against `log10 x`) and [`LogLinFigure`]
-//! (`log10 y` against linear `x`), and writing one as SVG and PNG.
+//! The figure, [`Plot`]: `log10 y` against `log10 x` or linear `x` (its [`XScale`]), and
+//! writing it as SVG and PNG.
 
 use std::path::{Path, PathBuf};
 
@@ -15,9 +15,32 @@ const WIDTH: u32 = 1000;
 /// Figure height in pixels.
 const HEIGHT: u32 = 700;
 
-/// A log-log figure: `log10 y` against `log10 x`, so `y = c x^p` is a line of slope `p`.
+/// How the x axis maps `x`: the y axis is always `log10 y`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum XScale {
+    /// `log10 x`: a log-log figure, where `y = c x^p` is a line of slope `p`; decade ticks
+    /// `1e{k}`, and points with `x <= 0` are not drawable.
+    #[default]
+    Log,
+    /// Linear `x` (e.g. a Lanczos error against `k`): a log-linear figure, where `y = c b^x` is
+    /// a line of slope `log10 b`; nice 1-2-5 ticks, any finite `x` drawable, reference curves
+    /// drawn where `x > 0`.
+    Linear,
+}
+
+impl XScale {
+    /// Whether the x axis is logarithmic.
+    #[must_use]
+    pub fn is_log(self) -> bool {
+        matches!(self, XScale::Log)
+    }
+}
+
+/// A figure: `log10 y` against `x` on the [`XScale`].
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct LogLogFigure {
+pub struct Plot {
+    /// The x axis: log-log or log-linear.
+    pub x_scale: XScale,
     /// The title, drawn at the top.
     pub title: String,
     /// The x-axis description.
@@ -26,40 +49,24 @@ pub struct LogLogFigure {
     pub y_label: String,
     /// The curves, coloured from a fixed 9-colour palette in order.
     pub series: Vec<Series>,
-    /// Dashed grey reference slopes `y = y0 (x/x0)^p`.
+    /// Dashed grey reference curves `y = y0 (x/x0)^p` (straight lines on a log x axis, drawn
+    /// where `x > 0` on a linear one).
     pub refs: Vec<RefSlope>,
     /// One smaller line under the title, e.g. `"route A, vp-linear, err < 1e-9"`.
     pub caption: Option<String>,
 }
 
-/// A log-linear figure: `log10 y` against linear `x` (e.g. a Lanczos error against `k`),
-/// so `y = c b^x` is a straight line of slope `log10 b`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LogLinFigure {
-    /// The title, drawn at the top.
-    pub title: String,
-    /// The x-axis description.
-    pub x_label: String,
-    /// The y-axis description.
-    pub y_label: String,
-    /// The curves, coloured from a fixed 9-colour palette in order.
-    pub series: Vec<Series>,
-    /// Dashed grey reference curves `y = y0 (x/x0)^p`, drawn where `x > 0`.
-    pub refs: Vec<RefSlope>,
-    /// One smaller line under the title.
-    pub caption: Option<String>,
-}
-
-impl LogLogFigure {
+impl Plot {
     /// Writes `<stem>.svg` and `<stem>.png` (1000x700 px, white background).
     ///
-    /// Axes are `log10 x` and `log10 y` with decade ticks labelled `1e{k}`, padded 4 % around
-    /// the data, the error bars, and the reference lines over the data's x range. Series get
-    /// distinct palette colours and markers (unless `color`/`marker` say otherwise; `dashed`
-    /// series are drawn as dashed lines without markers, and a dashed series with
+    /// Axes are `x` on the [`XScale`] and `log10 y` with decade ticks labelled `1e{k}`, padded
+    /// 4 % around the data, the error bars, and the reference lines over the data's x range.
+    /// Series get distinct palette colours and markers (unless `color`/`marker` say otherwise;
+    /// `dashed` series are drawn as dashed lines without markers, and a dashed series with
     /// an empty label has no legend entry); reference slopes are dashed grey; the legend box
     /// goes in the corner with the fewest points. Parent directories are created. Points with
-    /// `x <= 0`, `y <= 0` or non-finite values are skipped (lines are broken there).
+    /// `y <= 0`, non-finite values or (on a log x axis) `x <= 0` are skipped (lines are broken
+    /// there).
     ///
     /// A series without any drawable point is left out, and the caption gains a note
     /// (`"3 points <= 0 or infinite not drawn"`); a reference slope whose anchor is not
@@ -71,51 +78,21 @@ impl LogLogFigure {
     /// (all checked before any file is touched); [`PlotError::Io`], [`PlotError::Draw`],
     /// [`PlotError::Font`] from writing.
     pub fn save(&self, stem: &Path) -> Result<(), PlotError> {
-        save_figure(
-            &FigureView {
-                title: &self.title,
-                x_label: &self.x_label,
-                y_label: &self.y_label,
-                series: &self.series,
-                refs: &self.refs,
-                caption: self.caption.as_deref(),
-            },
-            true,
-            stem,
-        )
+        let prepared = prepare(self)?;
+        ensure_font()?;
+        // Each file is drawn to a temporary path beside it and renamed over it (atomic: a
+        // killed run leaves the previous figure intact).
+        crate::output::replace_via_temp(&with_suffix(stem, "svg"), |svg| {
+            let root = SVGBackend::new(svg, (WIDTH, HEIGHT)).into_drawing_area();
+            render(&root, self, &prepared)?;
+            root.present().map_err(draw_err)
+        })?;
+        crate::output::replace_via_temp(&with_suffix(stem, "png"), |png| {
+            let root = BitMapBackend::new(png, (WIDTH, HEIGHT)).into_drawing_area();
+            render(&root, self, &prepared)?;
+            root.present().map_err(draw_err)
+        })
     }
-}
-
-impl LogLinFigure {
-    /// Writes `<stem>.svg` and `<stem>.png` (1000x700 px) with a linear x axis (nice 1-2-5 ticks)
-    /// and a `log10 y` axis (decade ticks `1e{k}`); otherwise as [`LogLogFigure::save`], except
-    /// that any finite `x` is drawable and reference curves are drawn where `x > 0`.
-    ///
-    /// Errors: as [`LogLogFigure::save`].
-    pub fn save(&self, stem: &Path) -> Result<(), PlotError> {
-        save_figure(
-            &FigureView {
-                title: &self.title,
-                x_label: &self.x_label,
-                y_label: &self.y_label,
-                series: &self.series,
-                refs: &self.refs,
-                caption: self.caption.as_deref(),
-            },
-            false,
-            stem,
-        )
-    }
-}
-
-/// The fields both figure kinds share, borrowed.
-pub(super) struct FigureView<'a> {
-    pub(super) title: &'a str,
-    pub(super) x_label: &'a str,
-    pub(super) y_label: &'a str,
-    pub(super) series: &'a [Series],
-    pub(super) refs: &'a [RefSlope],
-    pub(super) caption: Option<&'a str>,
 }
 
 /// `path` with `.ext` appended (not replacing an existing extension: `a.b` -> `a.b.svg`).
@@ -124,24 +101,6 @@ fn with_suffix(stem: &Path, ext: &str) -> PathBuf {
     s.push(".");
     s.push(ext);
     PathBuf::from(s)
-}
-
-/// The shared implementation of both `save`s: validate, prepare, then draw SVG and PNG.
-fn save_figure(fig: &FigureView<'_>, x_log: bool, stem: &Path) -> Result<(), PlotError> {
-    let prepared = prepare(fig, x_log)?;
-    ensure_font()?;
-    // Each file is drawn to a temporary path beside it and renamed over it (atomic: a killed
-    // run leaves the previous figure intact).
-    crate::output::replace_via_temp(&with_suffix(stem, "svg"), |svg| {
-        let root = SVGBackend::new(svg, (WIDTH, HEIGHT)).into_drawing_area();
-        render(&root, fig, &prepared, x_log)?;
-        root.present().map_err(draw_err)
-    })?;
-    crate::output::replace_via_temp(&with_suffix(stem, "png"), |png| {
-        let root = BitMapBackend::new(png, (WIDTH, HEIGHT)).into_drawing_area();
-        render(&root, fig, &prepared, x_log)?;
-        root.present().map_err(draw_err)
-    })
 }
 
 #[cfg(test)]
@@ -172,9 +131,10 @@ mod tests {
             .collect()
     }
 
-    fn example_loglog() -> LogLogFigure {
+    fn example_loglog() -> Plot {
         let h: Vec<f64> = (0..8).map(|i| 0.5f64.powi(i)).collect();
-        LogLogFigure {
+        Plot {
+            x_scale: XScale::Log,
             title: "Path KL vs step".into(),
             x_label: "step size h".into(),
             y_label: "KL".into(),
@@ -232,7 +192,8 @@ mod tests {
     fn loglin_figure_writes_files() {
         let stem = temp_stem("loglin");
         let k: Vec<f64> = (1..=30).map(f64::from).collect();
-        let fig = LogLinFigure {
+        let fig = Plot {
+            x_scale: XScale::Linear,
             title: "Lanczos error".into(),
             x_label: "k".into(),
             y_label: "error".into(),
@@ -299,7 +260,7 @@ mod tests {
         assert!(with_suffix(&stem, "png").exists());
         // With nothing drawable at all, the figure is an error and writes nothing.
         let stem = temp_stem("bad");
-        let fig = LogLogFigure {
+        let fig = Plot {
             series: vec![Series::new("all-negative", vec![1.0, 2.0], vec![0.0, -1.0])],
             ..Default::default()
         };
@@ -318,19 +279,11 @@ mod tests {
     fn skips_non_positive_points_and_checks_input() {
         // Some non-positive points are skipped: fine.
         let s = Series::new("mixed", vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 0.0, 0.5, 0.25]);
-        let fig = LogLogFigure {
+        let fig = Plot {
             series: vec![s],
             ..Default::default()
         };
-        let view = FigureView {
-            title: "",
-            x_label: "",
-            y_label: "",
-            series: &fig.series,
-            refs: &[],
-            caption: None,
-        };
-        let p = prepare(&view, true).unwrap();
+        let p = prepare(&fig).unwrap();
         assert_eq!(p.series[0].points.len(), 3);
         assert_eq!(
             p.series[0].segments.len(),
@@ -339,10 +292,10 @@ mod tests {
         );
 
         assert!(matches!(
-            LogLogFigure::default().save(&temp_stem("empty")),
+            Plot::default().save(&temp_stem("empty")),
             Err(PlotError::NoData)
         ));
-        let fig = LogLogFigure {
+        let fig = Plot {
             series: vec![Series::new("short", vec![1.0, 2.0], vec![1.0])],
             ..Default::default()
         };

@@ -5,8 +5,8 @@
 //! `Y = log10 c + p X` on a log-log figure. Ticks on log axes sit at decades `Y = k` and are
 //! labelled `1e{k}`; the text is rendered with the bundled DejaVu Sans (no system fonts).
 //!
-//! The figure kinds ([`LogLogFigure`], [`LogLinFigure`], in `figure`) hold curves
-//! ([`Series`]) and reference slopes ([`RefSlope`], in `series`); writing one maps it to
+//! A figure ([`Plot`], in `figure`, log-log or log-linear by its [`XScale`]) holds curves
+//! ([`Series`]) and reference slopes ([`RefSlope`], in `series`); writing it maps it to
 //! transformed coordinates (`prepared`), picks axis ranges and ticks (`axes`) and draws it
 //! (`render`, with the palette and the embedded font). [`save_image_grid`] (`image_grid`)
 //! writes a PNG grid of images; every failure is a [`PlotError`] (`error`).
@@ -20,6 +20,6 @@ mod render;
 mod series;
 
 pub use error::PlotError;
-pub use figure::{LogLinFigure, LogLogFigure};
+pub use figure::{Plot, XScale};
 pub use image_grid::save_image_grid;
 pub use series::{RefSlope, Series};

@@ -7,7 +7,7 @@ use plotters::prelude::SeriesLabelPosition;
 
 use super::axes::{linear_ticks, log_ticks, min_max, pad, tx, ty, Ticks};
 use super::error::PlotError;
-use super::figure::FigureView;
+use super::figure::Plot;
 use super::series::RefSlope;
 
 /// A series in transformed coordinates `(X, Y)`.
@@ -48,7 +48,8 @@ pub(super) struct Prepared {
 }
 
 /// Validates the figure and maps it to transformed coordinates, ranges, ticks and legend place.
-pub(super) fn prepare(fig: &FigureView<'_>, x_log: bool) -> Result<Prepared, PlotError> {
+pub(super) fn prepare(fig: &Plot) -> Result<Prepared, PlotError> {
+    let x_log = fig.x_scale.is_log();
     if fig.series.is_empty() {
         return Err(PlotError::NoData);
     }
@@ -158,7 +159,7 @@ pub(super) fn prepare(fig: &FigureView<'_>, x_log: bool) -> Result<Prepared, Plo
         .first()
         .and_then(|s| s.points.first())
         .map(|&(px, py)| (if x_log { 10f64.powf(px) } else { px }, 10f64.powf(py)));
-    for r0 in fig.refs {
+    for r0 in &fig.refs {
         let anchored = r0.x0.is_finite() && r0.x0 > 0.0 && r0.y0.is_finite() && r0.y0 > 0.0;
         let r = match (r0.power.is_finite(), anchored, first_point) {
             (true, true, _) => r0.clone(),

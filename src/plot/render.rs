@@ -10,7 +10,7 @@ use plotters::style::{register_font, FontStyle};
 
 use super::axes::{linear_label, log_label, nice_step, TickedAxis};
 use super::error::{draw_err, PlotError};
-use super::figure::FigureView;
+use super::figure::Plot;
 use super::prepared::Prepared;
 
 /// The font family name the embedded font is registered under.
@@ -75,19 +75,20 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 /// Draws the prepared figure on one backend (shared by SVG and PNG, log or linear x).
 pub(super) fn render<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    fig: &FigureView<'_>,
+    fig: &Plot,
     p: &Prepared,
-    x_log: bool,
 ) -> Result<(), PlotError> {
+    let x_log = fig.x_scale.is_log();
     root.fill(&WHITE).map_err(draw_err)?;
     let mut area = root.clone();
     if !fig.title.is_empty() {
         area = area
-            .titled(fig.title, (FAMILY, 30).into_font())
+            .titled(&fig.title, (FAMILY, 30).into_font())
             .map_err(draw_err)?;
     }
     let caption = fig
         .caption
+        .as_deref()
         .filter(|c| !c.is_empty())
         .map(str::to_string)
         .into_iter()
@@ -125,8 +126,8 @@ pub(super) fn render<DB: DrawingBackend>(
     let y_fmt = |v: &f64| log_label(*v);
     chart
         .configure_mesh()
-        .x_desc(fig.x_label)
-        .y_desc(fig.y_label)
+        .x_desc(&fig.x_label)
+        .y_desc(&fig.y_label)
         .x_label_formatter(&x_fmt)
         .y_label_formatter(&y_fmt)
         .label_style((FAMILY, 19))

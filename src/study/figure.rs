@@ -3,15 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::plot::{save_image_grid, LogLinFigure, LogLogFigure, PlotError};
+use crate::plot::{save_image_grid, Plot, PlotError};
 
 /// One figure, ready to be saved.
 #[derive(Clone, Debug)]
 pub enum Figure {
-    /// A log-log plot: `<stem>.svg` and `<stem>.png`.
-    LogLog(LogLogFigure),
-    /// A log-linear plot: `<stem>.svg` and `<stem>.png`.
-    LogLin(LogLinFigure),
+    /// A log-log or log-linear plot: `<stem>.svg` and `<stem>.png`.
+    Plot(Plot),
     /// A grid of images: `<stem>.png`.
     ImageGrid {
         /// The images, each `channels x height x width` values.
@@ -73,7 +71,7 @@ impl Figure {
     #[must_use]
     pub fn extensions(&self) -> &'static [&'static str] {
         match self {
-            Figure::LogLog(_) | Figure::LogLin(_) => PLOT_EXTENSIONS,
+            Figure::Plot(_) => PLOT_EXTENSIONS,
             Figure::ImageGrid { .. } => GRID_EXTENSIONS,
         }
     }
@@ -84,8 +82,7 @@ impl Figure {
     /// Drawing or I/O errors.
     pub fn save(&self, path_stem: &Path) -> Result<(), PlotError> {
         match self {
-            Figure::LogLog(f) => f.save(path_stem),
-            Figure::LogLin(f) => f.save(path_stem),
+            Figure::Plot(f) => f.save(path_stem),
             Figure::ImageGrid {
                 images,
                 shape,

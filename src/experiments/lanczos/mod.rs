@@ -44,7 +44,7 @@ use crate::linalg::{
     lanczos, rho, sqrt_chebyshev_interp_error, sqrt_error_bound, sqrt_mul, LanczosError,
     LanczosParams, LinearOperator,
 };
-use crate::plot::{LogLinFigure, Series};
+use crate::plot::{Plot, Series, XScale};
 use crate::process::schedule::{Schedule, Step};
 use crate::stats::rates::fit_geometric_decay;
 use crate::study::{

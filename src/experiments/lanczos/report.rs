@@ -209,7 +209,8 @@ pub(super) fn make_figures(
                 "solid: error (colour κ, marker D; below 1e-17 drawn at 1e-17); dashed: bound 2 E_(k-1) = O(ρ^-k)".to_string(),
             ),
         };
-        let fig = LogLinFigure {
+        let fig = Plot {
+            x_scale: XScale::Linear,
             title,
             x_label: "k (Lanczos steps = products with C)".into(),
             y_label: "||C^1/2 z - y_k|| / ||z||".into(),
@@ -217,7 +218,7 @@ pub(super) fn make_figures(
             refs: vec![],
             caption: Some(caption),
         };
-        written.push((format!("_{kind}"), Figure::LogLin(fig)));
+        written.push((format!("_{kind}"), Figure::Plot(fig)));
     }
     written
 }

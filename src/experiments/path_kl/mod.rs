@@ -527,7 +527,7 @@ impl StudyKind for PathKlStudy {
         );
         Ok(Assembled {
             doc,
-            figures: vec![(String::new(), Figure::LogLog(figure))],
+            figures: vec![(String::new(), Figure::Plot(figure))],
             table,
         })
     }

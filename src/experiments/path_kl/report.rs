@@ -1,7 +1,7 @@
 //! The `path-kl` study's text table and log-log figure of the step sums S_fam(T) against T,
 //! with the fitted slopes of ln S on ln T and the reference slopes (-1, -2; +1 for DDIM).
 
-use crate::plot::{LogLogFigure, RefSlope, Series};
+use crate::plot::{Plot, RefSlope, Series, XScale};
 use crate::process::schedule::Schedule;
 use crate::stats::rates::SlopeFit;
 use crate::study::RunInfo;
@@ -97,7 +97,7 @@ impl PathKlStudy {
         first: &Cell,
         last_step: &str,
         early_stop: f64,
-    ) -> LogLogFigure {
+    ) -> Plot {
         let xs = |rows: &[(usize, Row)]| rows.iter().map(|r| r.0 as f64).collect::<Vec<_>>();
         let ys = |rows: &[(usize, Row)]| rows.iter().map(|r| r.1.s).collect::<Vec<_>>();
         let es = |rows: &[(usize, Row)]| rows.iter().map(|r| r.1.err).collect::<Vec<_>>();
@@ -146,7 +146,8 @@ impl PathKlStudy {
             String::new()
         };
         let route = if self.route == "b" { "B" } else { "A" };
-        LogLogFigure {
+        Plot {
+            x_scale: XScale::Log,
             title: if ddim {
                 format!("Path KL step sum S(T) of OCM-DDIM chains: {label}, {}", schedule.name())
             } else {

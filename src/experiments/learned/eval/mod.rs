@@ -31,7 +31,7 @@ use crate::learned::{
     EvalParams, EvalReport, EvalRow, EvalRule, Expected, Head, HeadKind, JAsymmetryRow, MeanSource,
     Method, ScoreNet,
 };
-use crate::plot::{LogLogFigure, Series};
+use crate::plot::{Plot, Series, XScale};
 use crate::process::schedule::Schedule;
 use crate::quadrature::{Estimate, LatticeParams, QmcParams};
 use crate::sampler::{KernelKind, SamplerConfig, SamplerFamily};

@@ -226,7 +226,8 @@ impl LearnedEvalStudy {
         if !series.is_empty() {
             out.push((
                 format!("_cov_error_{label}"),
-                Figure::LogLog(LogLogFigure {
+                Figure::Plot(Plot {
+                    x_scale: XScale::Log,
                     title: format!("Diagonal covariance error vs t: {label}"),
                     x_label: format!("t ({} time of the 1000-step grid)", schedule.name()),
                     y_label: "E (1/D) ||diag Sigma_(t-1)(x_t) - diag C(x_t)||^2".into(),
@@ -278,7 +279,8 @@ impl LearnedEvalStudy {
         series.retain(|s| s.has_drawable_point(true));
         out.push((
             format!("_path_kl_{label}"),
-            Figure::LogLog(LogLogFigure {
+            Figure::Plot(Plot {
+                x_scale: XScale::Log,
                 title: format!("Exact path KL of model chains: {label}"),
                 x_label: "T (number of reverse steps)".into(),
                 y_label: "path KL = S_full + mean part + cov part".into(),
@@ -318,7 +320,8 @@ impl LearnedEvalStudy {
             let floor = mmd.first().map_or(0.0, |m| m.se);
             out.push((
                 format!("_mmd_{label}"),
-                Figure::LogLog(LogLogFigure {
+                Figure::Plot(Plot {
+                    x_scale: XScale::Log,
                     title: format!("MMD^2 of samples vs T: {label} (solid: DDPM, dashed: DDIM)"),
                     x_label: "T (number of reverse steps)".into(),
                     y_label: "MMD^2_u (sum of Gaussian kernels)".into(),
