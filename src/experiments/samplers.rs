@@ -379,10 +379,7 @@ impl StudyKind for SamplersStudy {
         for d in &self.data {
             let name = crate::study::data_label(d);
             table += &self.table(&name, &schedule, &rows);
-            figures.push((
-                format!("_{name}"),
-                Figure::Plot(self.figure(&name, &rows)),
-            ));
+            figures.push((format!("_{name}"), Figure::Plot(self.figure(&name, &rows))));
         }
         table += &format!("\nwall time {:.1} s\n", info.wall_time_s);
         let doc = json!({

@@ -166,7 +166,10 @@ mod tests {
             },
         };
         let text = serde_json::to_string(&w).unwrap();
-        assert_eq!(text, format!(r#"{{"e":{{"value":"inf","err":{}}}}}"#, 0.1f64 + 0.2));
+        assert_eq!(
+            text,
+            format!(r#"{{"e":{{"value":"inf","err":{}}}}}"#, 0.1f64 + 0.2)
+        );
         let back: E = serde_json::from_str(&text).unwrap();
         assert!(back.e.value.is_infinite() && back.e.value > 0.0);
         assert_eq!(back.e.err.to_bits(), (0.1f64 + 0.2).to_bits());

@@ -1,6 +1,9 @@
-//! The forward process: noise schedules (names, parsing, builders; [`schedule`]) and the time
-//! grids of a reverse chain with their steps ([`grid`]).
+//! The forward process: noise schedules (names, parsing, builders; [`schedule`]), discrete
+//! tables with diffusers' timestep rules ([`discrete`]) and diffusers' own schedules
+//! ([`diffusers`]), and the time grids of a reverse chain with their steps ([`grid`]).
 
+pub mod diffusers;
+pub mod discrete;
 pub mod grid;
 pub mod schedule;
 

@@ -18,6 +18,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use super::discrete::{DiscreteSchedule, ScheduleFile, Timesteps};
 pub use super::grid::{Grid, Step};
 
 /// The largest number of steps `T` (and of `ddpm-linear` base steps `N`) a grid may
@@ -68,6 +69,36 @@ pub enum ScheduleError {
          ddpm-linear-quadratic, snr-uniform, cosine"
     )]
     UnknownSchedule(String),
+    /// A name field (a diffusers `beta_schedule` or `timestep_spacing`) has an unknown value.
+    #[error("unknown {field} {value:?}; valid values are: {valid}")]
+    UnknownName {
+        /// The field (`"beta_schedule"`, `"timestep_spacing"`).
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// The valid values, comma-separated.
+        valid: String,
+    },
+    /// An entry of an array parameter (`alphas_cumprod`, `timesteps`) is invalid.
+    #[error("invalid {name}[{index}] = {value}: {reason}")]
+    InvalidEntry {
+        /// The array.
+        name: &'static str,
+        /// The index of the offending entry.
+        index: usize,
+        /// Its value.
+        value: f64,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A schedule file could not be read or parsed.
+    #[error("schedule file {path}: {reason}")]
+    File {
+        /// The path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// How a `ddpm-linear` trajectory of `T` steps sub-samples the `N` base steps.
@@ -131,6 +162,11 @@ pub enum Schedule {
         /// The last time `tau_T`, in `(0, 1)` (default 0.995).
         tau_max: f64,
     },
+    /// A discrete table `alphas_cumprod[k]`, `k = 0..N-1`, with diffusers' timestep rules
+    /// (from diffusers' formulas, a file or an array; see [`super::discrete`]). Times are
+    /// `k + 1`; the data end is time 0 with `abar = 1`; `early_stop` must be 0 (the first
+    /// timestep is already the early stop).
+    Discrete(DiscreteSchedule),
 }
 
 /// Rejects a non-finite value.
@@ -233,6 +269,7 @@ impl Schedule {
             } => "ddpm-linear-quadratic",
             Schedule::SnrUniform { .. } => "snr-uniform",
             Schedule::Cosine { .. } => "cosine",
+            Schedule::Discrete(d) => return d.source.clone(),
         }
         .to_string()
     }
@@ -302,6 +339,7 @@ impl Schedule {
                     ));
                 }
             }
+            Schedule::Discrete(ref d) => d.validate()?,
         }
         Ok(())
     }
@@ -413,6 +451,16 @@ impl Schedule {
                     .map(|&tau| 2.0 * (((1.0 - tau) / (1.0 + offset)) * half_pi).sin().ln() - ln_f0)
                     .collect();
                 Grid { times, ln_abar }
+            }
+            Schedule::Discrete(ref d) => {
+                if delta > 0.0 {
+                    return Err(invalid(
+                        "early_stop",
+                        delta,
+                        "must be 0 for a discrete schedule (its first timestep is the early stop)",
+                    ));
+                }
+                d.grid(steps)?
             }
         };
         check_monotone(&grid, steps)?;
