@@ -91,6 +91,14 @@ pub enum ScheduleError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A schedule option given where the schedule does not take it.
+    #[error("--{option} (`{option}`): {reason}")]
+    Option {
+        /// The option, flag-style (`"timestep-spacing"`).
+        option: &'static str,
+        /// Why it does not apply.
+        reason: &'static str,
+    },
     /// A schedule file could not be read or parsed.
     #[error("schedule file {path}: {reason}")]
     File {
