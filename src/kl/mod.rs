@@ -2,9 +2,11 @@
 //! ([`path_kl`], `docs/path-kl.md`), its expectation over Hutchinson probes ([`hutchinson`]),
 //! and classifier guidance in the exact linear-Gaussian example ([`guidance`]), and the exact
 //! path KL of model chains split into `S_full`, a mean part and a covariance part, over
-//! quadrature nodes in `f64` with the networks behind a trait ([`chain`]).
+//! quadrature nodes in `f64` with the networks behind a trait ([`chain`]), and the same for any
+//! kernel given as a function of the points and the step ([`model_chain`]: a user's model).
 
 pub mod chain;
 pub mod guidance;
 pub mod hutchinson;
+pub mod model_chain;
 pub mod path_kl;
