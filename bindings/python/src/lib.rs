@@ -5,7 +5,9 @@
 
 use nalgebra::{DMatrix, DVector};
 use numpy::ndarray::{Array1, Array2, Array3, ArrayView2};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use rayon::prelude::*;
@@ -34,7 +36,10 @@ fn rows(arg: &str, x: &ArrayView2<'_, f64>, d: Option<usize>) -> PyResult<Vec<f6
     }
     let v: Vec<f64> = x.iter().copied().collect();
     if let Some(i) = v.iter().position(|a| !a.is_finite()) {
-        return Err(value_err(arg, format!("entry ({}, {}) is not finite", i / w, i % w)));
+        return Err(value_err(
+            arg,
+            format!("entry ({}, {}) is not finite", i / w, i % w),
+        ));
     }
     Ok(v)
 }
@@ -59,7 +64,9 @@ pub struct PyMixture {
 impl PyMixture {
     fn marginal(&self, abar: f64) -> PyResult<Mixture> {
         let abar = check_abar("abar", abar)?;
-        self.inner.marginal(abar.ln()).map_err(|e| value_err("abar", e))
+        self.inner
+            .marginal(abar.ln())
+            .map_err(|e| value_err("abar", e))
     }
 
     /// Applies `f` to each row of `x` on `q_t` in parallel, GIL released.
@@ -96,7 +103,10 @@ impl PyMixture {
         let c = covariances.as_array();
         let (k, d) = m.dim();
         if w.len() != k {
-            return Err(value_err("weights", format!("has {} entries for {k} means", w.len())));
+            return Err(value_err(
+                "weights",
+                format!("has {} entries for {k} means", w.len()),
+            ));
         }
         if c.dim() != (k, d, d) {
             return Err(value_err(
@@ -148,7 +158,12 @@ impl PyMixture {
 
     /// `n` exact draws of `q_0` (seeded), `(n, D)`.
     #[pyo3(signature = (n, seed = 0))]
-    fn sample<'py>(&self, py: Python<'py>, n: usize, seed: u64) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    fn sample<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         if n == 0 {
             return Err(value_err("n", "must be >= 1"));
         }
@@ -208,7 +223,10 @@ impl PyMixture {
         let d = self.inner.dim();
         let (xa, va) = (x.as_array(), v.as_array());
         if va.dim() != xa.dim() {
-            return Err(value_err("v", format!("has shape {:?}, x has {:?}", va.dim(), xa.dim())));
+            return Err(value_err(
+                "v",
+                format!("has shape {:?}, x has {:?}", va.dim(), xa.dim()),
+            ));
         }
         let vv = rows("v", &va, Some(d))?;
         let xv = rows("x", &xa, Some(d))?;
@@ -268,7 +286,10 @@ fn posterior<'py>(
     let abar_s = check_abar("abar_s", abar_s)?;
     let abar_t = check_abar("abar_t", abar_t)?;
     if abar_t >= abar_s {
-        return Err(value_err("abar_t", format!("= {abar_t} must be < abar_s = {abar_s}")));
+        return Err(value_err(
+            "abar_t",
+            format!("= {abar_t} must be < abar_s = {abar_s}"),
+        ));
     }
     let d = mix.inner.dim();
     let v = rows("x_t", &x_t.as_array(), Some(d))?;
@@ -282,7 +303,10 @@ fn posterior<'py>(
         })
         .map_err(|e| value_err("x_t", e))?;
     let n = moments.len();
-    let mean: Vec<f64> = moments.iter().flat_map(|m| m.mean.iter().copied()).collect();
+    let mean: Vec<f64> = moments
+        .iter()
+        .flat_map(|m| m.mean.iter().copied())
+        .collect();
     let cov: Vec<f64> = moments
         .iter()
         .flat_map(|m| (0..d * d).map(move |k| m.cov[(k / d, k % d)]))
@@ -340,7 +364,14 @@ impl PySchedule {
         };
         d.validate().map_err(|e| {
             let s = e.to_string();
-            value_err(if s.contains("timesteps") { "timesteps" } else { "alphas_cumprod" }, s)
+            value_err(
+                if s.contains("timesteps") {
+                    "timesteps"
+                } else {
+                    "alphas_cumprod"
+                },
+                s,
+            )
         })?;
         Ok(Self {
             inner: Schedule::Discrete(d),
@@ -393,7 +424,10 @@ impl PySchedule {
     fn alphas_cumprod<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
         match &self.inner {
             Schedule::Discrete(d) => Ok(Array1::from(d.alphas_cumprod.clone()).into_pyarray(py)),
-            _ => Err(value_err("schedule", "a preset has no alphas_cumprod table")),
+            _ => Err(value_err(
+                "schedule",
+                "a preset has no alphas_cumprod table",
+            )),
         }
     }
 
@@ -402,7 +436,10 @@ impl PySchedule {
         match &self.inner {
             Schedule::Discrete(d) => {
                 let t = d.timesteps(steps).map_err(|e| value_err("steps", e))?;
-                Ok(Array1::from(t.into_iter().map(|v| v as i64).collect::<Vec<_>>()).into_pyarray(py))
+                Ok(
+                    Array1::from(t.into_iter().map(|v| v as i64).collect::<Vec<_>>())
+                        .into_pyarray(py),
+                )
             }
             _ => Err(value_err("schedule", "a preset has no timesteps")),
         }
@@ -411,10 +448,22 @@ impl PySchedule {
     /// The `abar` values `(T + 1,)` of a `steps`-step trajectory, from the data end
     /// (`abar_0 = 1` unless `early_stop > 0`).
     #[pyo3(signature = (steps, early_stop = 0.0))]
-    fn grid<'py>(&self, py: Python<'py>, steps: usize, early_stop: f64) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    fn grid<'py>(
+        &self,
+        py: Python<'py>,
+        steps: usize,
+        early_stop: f64,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let g = self.inner.grid(steps, early_stop).map_err(|e| {
             let s = e.to_string();
-            value_err(if s.contains("early_stop") { "early_stop" } else { "steps" }, s)
+            value_err(
+                if s.contains("early_stop") {
+                    "early_stop"
+                } else {
+                    "steps"
+                },
+                s,
+            )
         })?;
         Ok(Array1::from((0..=steps).map(|i| g.abar(i)).collect::<Vec<_>>()).into_pyarray(py))
     }
