@@ -12,6 +12,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use rayon::prelude::*;
 
+mod chain;
+mod metrics;
+
 use covlab::data::mixture::Mixture;
 use covlab::kernel::posterior::tweedie_moments;
 use covlab::process::diffusers::{alphas_cumprod, BetaSchedule, TimestepSpacing};
@@ -19,12 +22,12 @@ use covlab::process::discrete::{DiscreteSchedule, Timesteps};
 use covlab::process::schedule::{Schedule, Step};
 
 /// A `ValueError` "`arg`: message".
-fn value_err(arg: &str, e: impl std::fmt::Display) -> PyErr {
+pub(crate) fn value_err(arg: &str, e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(format!("{arg}: {e}"))
 }
 
 /// Rows of a `(n, d)` array, checked finite and of width `d` (`None`: any width >= 1).
-fn rows(arg: &str, x: &ArrayView2<'_, f64>, d: Option<usize>) -> PyResult<Vec<f64>> {
+pub(crate) fn rows(arg: &str, x: &ArrayView2<'_, f64>, d: Option<usize>) -> PyResult<Vec<f64>> {
     let (n, w) = x.dim();
     if let Some(d) = d {
         if w != d {
@@ -58,7 +61,7 @@ fn check_abar(arg: &str, abar: f64) -> PyResult<f64> {
 #[pyclass(name = "Mixture", module = "covlab")]
 #[derive(Clone)]
 pub struct PyMixture {
-    inner: Mixture,
+    pub(crate) inner: Mixture,
 }
 
 impl PyMixture {
@@ -326,7 +329,7 @@ fn posterior<'py>(
 #[pyclass(name = "Schedule", module = "covlab")]
 #[derive(Clone)]
 pub struct PySchedule {
-    inner: Schedule,
+    pub(crate) inner: Schedule,
 }
 
 #[pymethods]
@@ -479,5 +482,10 @@ fn _covlab(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMixture>()?;
     m.add_class::<PySchedule>()?;
     m.add_function(wrap_pyfunction!(posterior, m)?)?;
+    m.add_function(wrap_pyfunction!(chain::path_kl, m)?)?;
+    m.add_function(wrap_pyfunction!(chain::path_kl_model, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::mmd, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::check_samples, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::lanczos_sqrt, m)?)?;
     Ok(())
 }
