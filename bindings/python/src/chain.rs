@@ -208,3 +208,46 @@ pub(crate) fn path_kl_model(
     let v = serde_json::to_value(&report).map_err(|e| value_err("kernel", e))?;
     to_py(py, &v)
 }
+
+/// `path_kl_model` with covlab's own exact kernel (mean `m(x_t)`, covariance `diag C` or
+/// `beta`) evaluated in Rust: the internal twin of a Python kernel, for checks and timings.
+#[pyfunction]
+#[pyo3(signature = (mix, schedule, steps, covariance = "diag", early_stop = 0.0))]
+pub(crate) fn path_kl_model_internal(
+    py: Python<'_>,
+    mix: &PyMixture,
+    schedule: &PySchedule,
+    steps: usize,
+    covariance: &str,
+    early_stop: f64,
+) -> PyResult<PyObject> {
+    let diagonal = match covariance {
+        "diag" => true,
+        "beta" => false,
+        other => {
+            return Err(value_err(
+                "covariance",
+                format!("{other:?} is not diag or beta"),
+            ))
+        }
+    };
+    let (q0, sch) = (mix.inner.clone(), schedule.inner.clone());
+    let params = ModelChainParams {
+        early_stop,
+        ..ModelChainParams::default()
+    };
+    let report = py
+        .allow_threads(|| {
+            let mut k = covlab::kl::model_chain::ExactKernel {
+                q0: &q0,
+                bias: vec![0.0; q0.dim()],
+                diagonal,
+            };
+            model_path_kl(&q0, &sch, steps, &mut k, &params, &mut |_, _| {})
+        })
+        .map_err(|e| value_err("steps", e))?;
+    to_py(
+        py,
+        &serde_json::to_value(&report).map_err(|e| value_err("steps", e))?,
+    )
+}

@@ -484,6 +484,7 @@ fn _covlab(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(posterior, m)?)?;
     m.add_function(wrap_pyfunction!(chain::path_kl, m)?)?;
     m.add_function(wrap_pyfunction!(chain::path_kl_model, m)?)?;
+    m.add_function(wrap_pyfunction!(chain::path_kl_model_internal, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::mmd, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::check_samples, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::lanczos_sqrt, m)?)?;

@@ -8,7 +8,15 @@ any user kernel (`path_kl_model`, with `kernels`), sample checks against exact d
 first (n, D).
 """
 
-from ._covlab import Mixture, Schedule, lanczos_sqrt, path_kl, path_kl_model, posterior
+from ._covlab import (
+    Mixture,
+    Schedule,
+    lanczos_sqrt,
+    path_kl,
+    path_kl_model,
+    path_kl_model_internal,
+    posterior,
+)
 from . import kernels, metrics
 
 __all__ = [
@@ -17,6 +25,7 @@ __all__ = [
     "posterior",
     "path_kl",
     "path_kl_model",
+    "path_kl_model_internal",
     "lanczos_sqrt",
     "kernels",
     "metrics",
