@@ -35,9 +35,18 @@ struct Args {
     /// Preset (mog40, mog40-unit, grid9, aniso2, mix6) or a mixture JSON file.
     #[arg(long, default_value = "mog40")]
     data: String,
-    /// Schedule: vp-linear, ddpm-linear(-even|-quadratic), snr-uniform, cosine.
+    /// Schedule: a preset (vp-linear, ddpm-linear(-even|-quadratic), snr-uniform, cosine),
+    /// `diffusers:<linear|scaled_linear|squaredcos_cap_v2>` (diffusers' float32 alphas_cumprod
+    /// and timesteps, with the options below) or a schedule file `*.json`
+    /// (`{"alphas_cumprod": [...], "timesteps": [...]}`, see docs/schedules.md).
     #[arg(long, default_value = "vp-linear")]
     schedule: String,
+    #[command(flatten)]
+    schedule_flags: common::ScheduleFlags,
+    /// Print the grids (JSON: schedule, early_stop, grids [{T, times, abar, timesteps}]) on
+    /// stdout and exit, computing nothing and writing no file.
+    #[arg(long)]
+    print_grid: bool,
     /// Comma list of families: beta, beta-tilde, analytic, diag, full, `hutchinson-<M>`
     /// (expected over the probes, by Monte Carlo: S_diag + a Monte Carlo excess, 2 s.e. bars).
     /// Default: beta,beta-tilde,analytic,diag,full (ddpm), analytic,diag,full (ddim).
@@ -106,6 +115,11 @@ fn study(args: &Args) -> PathKlStudy {
     PathKlStudy {
         data: args.data.clone(),
         schedule: args.schedule.clone(),
+        num_train_timesteps: args.schedule_flags.num_train_timesteps,
+        beta_start: args.schedule_flags.beta_start,
+        beta_end: args.schedule_flags.beta_end,
+        timestep_spacing: args.schedule_flags.timestep_spacing.clone(),
+        steps_offset: args.schedule_flags.steps_offset,
         families: args
             .families
             .as_deref()
@@ -146,6 +160,18 @@ fn run(args: &Args) -> Result<(), Outcome> {
     common::unique_list("--families", &study.families)?;
     common::unique_list("--steps", &study.steps)?;
     study.validate().map_err(common::param)?;
+    if args.print_grid {
+        let doc = serde_json::json!({
+            "schedule": study.schedule().map_err(common::param)?.name(),
+            "early_stop": study.effective_early_stop().map_err(common::param)?,
+            "grids": study.grids().map_err(common::param)?,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(common::failed)?
+        );
+        return Ok(());
+    }
     let stem = study.default_stem().map_err(common::param)?;
     let pool = common::thread_pool(args.threads)?;
     let json_path = args

@@ -18,9 +18,17 @@ struct Args {
     /// Comma list of presets or mixture JSON files.
     #[arg(long, value_delimiter = ',', default_value = "mog40,grid9")]
     data: Vec<String>,
-    /// Schedule (ddpm-linear = the OCM toy setting: N = 1000, T evenly spaced steps).
+    /// Schedule (ddpm-linear = the OCM toy setting: N = 1000, T evenly spaced steps), a preset,
+    /// `diffusers:<linear|scaled_linear|squaredcos_cap_v2>` with the options below, or a
+    /// schedule file `*.json` (see docs/schedules.md).
     #[arg(long, default_value = "ddpm-linear")]
     schedule: String,
+    #[command(flatten)]
+    schedule_flags: common::ScheduleFlags,
+    /// Write every cell's draws as `.npy` into DIR: `<data>_<family>_T<T>.npy` (n, D) float64,
+    /// and the exact draws as `<data>_exact.npy`.
+    #[arg(long, value_name = "DIR")]
+    save_samples: Option<PathBuf>,
     /// Comma list of families: beta, beta-tilde, analytic, diag, full, `hutchinson-<M>`, `lgs-<k>`.
     #[arg(
         long,
@@ -76,6 +84,11 @@ fn run(args: &Args) -> Result<(), Outcome> {
     let study = SamplersStudy {
         data: args.data.clone(),
         schedule: args.schedule.clone(),
+        num_train_timesteps: args.schedule_flags.num_train_timesteps,
+        beta_start: args.schedule_flags.beta_start,
+        beta_end: args.schedule_flags.beta_end,
+        timestep_spacing: args.schedule_flags.timestep_spacing.clone(),
+        steps_offset: args.schedule_flags.steps_offset,
         families: args.families.clone(),
         steps: args.steps.clone(),
         samples: args.samples,
@@ -86,12 +99,16 @@ fn run(args: &Args) -> Result<(), Outcome> {
         analytic_samples: args.analytic_samples,
         seed: args.seed,
         last_step: args.last_step.clone(),
+        save_samples: args.save_samples.clone(),
     };
     common::unique_list("--data", &study.data)?;
     common::unique_list("--families", &study.families)?;
     common::unique_list("--steps", &study.steps)?;
     study.validate().map_err(common::param)?;
     common::check_output("--json", &args.json)?;
+    if let Some(dir) = &args.save_samples {
+        common::check_output("--save-samples", &dir.join("covlab-check.npy"))?;
+    }
     common::check_figures("--figure", &args.figure, &study.figures())?;
     // The global pool (the samplers study runs in it); the same 1..=1024 check as elsewhere.
     if args.threads.is_some() {

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use crate::data::dataset::DataSet;
 use crate::plot::{Plot, Series, XScale};
 use crate::process::schedule::Schedule;
+use crate::process::spec::{grid_record, DiffusersOptions, GridRecord};
 use crate::sampler::{
     analytic_trace_table, clip_range_of, sample, KernelKind, LastStep, SamplerConfig, SamplerFamily,
 };
@@ -35,8 +36,25 @@ use crate::study::{
 pub struct SamplersStudy {
     /// Presets or mixture JSON files.
     pub data: Vec<String>,
-    /// Schedule (ddpm-linear: the OCM toy setting).
+    /// Schedule (ddpm-linear: the OCM toy setting): a preset, `diffusers:<beta_schedule>` or a
+    /// schedule file `*.json`.
     pub schedule: String,
+    /// diffusers' `num_train_timesteps` (with `diffusers:`; default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_train_timesteps: Option<usize>,
+    /// diffusers' `beta_start` (with `diffusers:`; default 1e-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_start: Option<f64>,
+    /// diffusers' `beta_end` (with `diffusers:`; default 0.02).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_end: Option<f64>,
+    /// diffusers' `timestep_spacing` (with `diffusers:` or a file without `timesteps`;
+    /// default `leading`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestep_spacing: Option<String>,
+    /// diffusers' `steps_offset` (as `timestep-spacing`; default 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps_offset: Option<usize>,
     /// Families: beta, beta-tilde, analytic, diag, full, `hutchinson-<M>`, `lgs-<k>`.
     pub families: Vec<String>,
     /// The T values.
@@ -58,6 +76,11 @@ pub struct SamplersStudy {
     /// The last step: `mean` (the last kernel's mean, no noise: Ho et al., Analytic-DPM,
     /// diffusers) or `noisy` (a draw from the last kernel).
     pub last_step: String,
+    /// Where to write each cell's draws as `.npy` (`<data>_<family>_T<T>.npy`, and the
+    /// exact draws of the floor as `<data>_exact.npy`); `None`: not written. Not a study-file
+    /// key (the binary's `--save-samples`).
+    #[serde(skip)]
+    pub save_samples: Option<std::path::PathBuf>,
 }
 
 impl Default for SamplersStudy {
@@ -65,6 +88,11 @@ impl Default for SamplersStudy {
         Self {
             data: vec!["mog40".into(), "grid9".into()],
             schedule: "ddpm-linear".into(),
+            num_train_timesteps: None,
+            beta_start: None,
+            beta_end: None,
+            timestep_spacing: None,
+            steps_offset: None,
             families: "beta,beta-tilde,analytic,diag,full,lgs-1,lgs-2,lgs-4,lgs-8,hutchinson-1,hutchinson-4,hutchinson-16"
                 .split(',')
                 .map(String::from)
@@ -78,6 +106,7 @@ impl Default for SamplersStudy {
             analytic_samples: 2000,
             seed: 0,
             last_step: "mean".into(),
+            save_samples: None,
         }
     }
 }
@@ -106,9 +135,39 @@ impl SamplersStudy {
             .map_err(|e| ParamError::new("last-step", "mean or noisy", e))
     }
 
-    fn schedule(&self) -> Result<Schedule, ParamError> {
-        Schedule::from_name(&self.schedule)
-            .map_err(|e| ParamError::new("schedule", "a schedule name", e))
+    /// The schedule of the `schedule` key and its diffusers options.
+    ///
+    /// # Errors
+    /// A [`ParamError`] naming the key at fault.
+    pub fn schedule(&self) -> Result<Schedule, ParamError> {
+        crate::study::schedule_param(
+            &self.schedule,
+            &DiffusersOptions {
+                num_train_timesteps: self.num_train_timesteps,
+                beta_start: self.beta_start,
+                beta_end: self.beta_end,
+                timestep_spacing: self.timestep_spacing.clone(),
+                steps_offset: self.steps_offset,
+            },
+        )
+    }
+
+    /// The grids of the T values (the `grid` key).
+    ///
+    /// # Errors
+    /// The schedule's, and a T it cannot make a grid of (named `steps`).
+    pub fn grids(&self) -> Result<Vec<GridRecord>, ParamError> {
+        let schedule = self.schedule()?;
+        let mut steps = self.steps.clone();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+            .into_iter()
+            .map(|t| {
+                grid_record(&schedule, t, 0.0)
+                    .map_err(|e| ParamError::new("steps", "T values the schedule allows", e))
+            })
+            .collect()
     }
 
     fn families(&self) -> Result<Vec<SamplerFamily>, ParamError> {
@@ -184,6 +243,17 @@ struct DataRun<'a, M: ScoreModel> {
 }
 
 impl<M: ScoreModel> DataRun<'_, M> {
+    /// Writes `points` as `<save-samples>/<file>` when the study saves its draws.
+    fn save(&self, file: &str, points: &[DVector<f64>]) -> Result<(), StudyError> {
+        let Some(dir) = &self.study.save_samples else {
+            return Ok(());
+        };
+        crate::data::samples_npy::write_samples(&dir.join(file), points).map_err(|e| match e {
+            crate::data::samples_npy::SamplesFileError::Output(o) => StudyError::Output(o),
+            other => StudyError::Merge(format!("samplers: {other}")),
+        })
+    }
+
     /// Runs the cells `todo` (index, spec) of this data set; returns (index, row) pairs.
     fn run(
         &self,
@@ -207,6 +277,7 @@ impl<M: ScoreModel> DataRun<'_, M> {
             obs.cell_started(index, &label);
             let row = match spec {
                 CellSpec::Floor { .. } => {
+                    self.save(&format!("{}_exact.npy", self.name), &exact)?;
                     let est = mmd2_unbiased(&exact, &reference, &MMD_BANDWIDTHS)?;
                     let ll = (self.loglik)(&exact)?;
                     json!({
@@ -239,6 +310,7 @@ impl<M: ScoreModel> DataRun<'_, M> {
                     let t0 = Instant::now();
                     let xs = sample(self.model, &cfg, s.samples)?;
                     let wall = t0.elapsed().as_secs_f64();
+                    self.save(&format!("{}_{}_T{t}.npy", self.name, fam.name()), &xs)?;
                     let counts = self.model.counts();
                     let est = mmd2_unbiased(&xs, &reference, &MMD_BANDWIDTHS)?;
                     let ll = (self.loglik)(&xs)?;
@@ -303,18 +375,13 @@ impl StudyKind for SamplersStudy {
         )?;
         self.kernel()?;
         self.last_step()?;
-        let schedule = self.schedule()?;
         self.families()?;
         for d in &self.data {
             if crate::data::images::shape(d).is_none() {
                 self.load(d)?;
             }
         }
-        for &t in &self.steps {
-            schedule
-                .grid(t, 0.0)
-                .map_err(|e| ParamError::new("steps", "T values the schedule allows", e))?;
-        }
+        self.grids()?;
         Ok(())
     }
 
@@ -393,6 +460,7 @@ impl StudyKind for SamplersStudy {
             "lgs": {"batch": self.lgs_batch, "fraction": self.lgsb_fraction, "guard": self.guard},
             "wall_s": info.wall_time_s,
             "rows": rows,
+            "grid": self.grids()?,
         });
         Ok(Assembled {
             doc,

@@ -87,7 +87,7 @@ pub fn parse_schedule(spec: &str, opts: &DiffusersOptions) -> Result<Schedule, S
         if let Some(name) = fixed.first_set() {
             return Err(ScheduleError::Option {
                 option: name,
-                reason: "a schedule file's table fixes it",
+                reason: "is fixed by the table of a schedule file",
             });
         }
         let mut d = ScheduleFile::read(std::path::Path::new(spec))?;
@@ -100,7 +100,7 @@ pub fn parse_schedule(spec: &str, opts: &DiffusersOptions) -> Result<Schedule, S
                         } else {
                             "steps-offset"
                         },
-                        reason: "the schedule file lists its timesteps",
+                        reason: "is fixed by the timesteps the schedule file lists",
                     })
                 }
                 Timesteps::Spacing {
@@ -125,6 +125,46 @@ pub fn parse_schedule(spec: &str, opts: &DiffusersOptions) -> Result<Schedule, S
         });
     }
     Schedule::from_name(spec)
+}
+
+/// The grid of one `T`-step trajectory as the JSON outputs write it (`grid` key, `path-kl
+/// --print-grid`): `times` and `abar` at `t_0, ..., t_T` (`abar = exp(ln_abar)`; `abar_0 = 1`
+/// when the grid starts at the data) and, for a discrete schedule, diffusers' `timesteps` of
+/// that trajectory (descending, as `scheduler.timesteps`; `times[k] = timesteps[T - k] + 1`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GridRecord {
+    /// `T`.
+    #[serde(rename = "T")]
+    pub steps: usize,
+    /// `t_0, ..., t_T`.
+    pub times: Vec<f64>,
+    /// `abar(t_0), ..., abar(t_T)`.
+    pub abar: Vec<f64>,
+    /// diffusers' timesteps (discrete schedules only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timesteps: Option<Vec<usize>>,
+}
+
+/// The [`GridRecord`] of `schedule` at `steps` steps from `early_stop`.
+///
+/// # Errors
+/// Those of [`Schedule::grid`].
+pub fn grid_record(
+    schedule: &Schedule,
+    steps: usize,
+    early_stop: f64,
+) -> Result<GridRecord, ScheduleError> {
+    let g = schedule.grid(steps, early_stop)?;
+    let timesteps = match schedule {
+        Schedule::Discrete(d) => Some(d.timesteps(steps)?),
+        _ => None,
+    };
+    Ok(GridRecord {
+        steps,
+        abar: g.ln_abar.iter().map(|l| l.exp()).collect(),
+        times: g.times,
+        timesteps,
+    })
 }
 
 impl DiscreteSchedule {

@@ -253,6 +253,29 @@ pub fn data_label(data: &str) -> String {
     }
 }
 
+/// A label for a schedule given as a preset name, `diffusers:<beta_schedule>` or a schedule
+/// file (its stem), safe in a file name: `diffusers:scaled_linear` -> `diffusers_scaled_linear`.
+#[must_use]
+pub fn schedule_label(spec: &str) -> String {
+    let raw = if spec.ends_with(".json") {
+        Path::new(spec).file_stem().map_or_else(
+            || "schedule".to_string(),
+            |s| s.to_string_lossy().to_string(),
+        )
+    } else {
+        spec.to_string()
+    };
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// `Err(ParamError)` for `key` when a list repeats an entry (`--data grid9,grid9` would
 /// compute and report the same rows twice), naming the first repeated entry.
 ///
@@ -289,6 +312,41 @@ pub(crate) fn ensure_steps(steps: &[usize]) -> Result<(), ParamError> {
         "every T >= 1 and <= 1048576 (2^20: memory grows linearly in T)",
         steps,
     )
+}
+
+/// What a `schedule` key accepts, for error messages.
+pub const SCHEDULE_EXPECTED: &str = "a preset (vp-linear, ddpm-linear, ddpm-linear-even, \
+    ddpm-linear-quadratic, snr-uniform, cosine), diffusers:<linear|scaled_linear|squaredcos_cap_v2> \
+    or a schedule file *.json";
+
+/// The schedule of a `schedule` key with the diffusers option keys (`num-train-timesteps`,
+/// `beta-start`, `beta-end`, `timestep-spacing`, `steps-offset`), see
+/// [`crate::process::spec::parse_schedule`]. The error names the key at fault: an option key
+/// when that option is refused or invalid, else `schedule`.
+pub(crate) fn schedule_param(
+    spec: &str,
+    opts: &crate::process::spec::DiffusersOptions,
+) -> Result<crate::process::schedule::Schedule, ParamError> {
+    use crate::process::schedule::ScheduleError as E;
+    crate::process::spec::parse_schedule(spec, opts).map_err(|e| match &e {
+        E::Option { option, reason } => {
+            ParamError::new(option, "unset", format!("a value, but it {reason}"))
+        }
+        E::UnknownName {
+            field: "timestep_spacing",
+            ..
+        } => ParamError::new("timestep-spacing", "leading, linspace or trailing", e),
+        E::InvalidParameter { name, .. } => match *name {
+            "num_train_timesteps" => {
+                ParamError::new("num-train-timesteps", "an integer in 1..=2^20", e)
+            }
+            "beta_start" => ParamError::new("beta-start", "a number in (0, 1)", e),
+            "beta_end" => ParamError::new("beta-end", "a number in (0, 1), >= beta-start", e),
+            "steps_offset" => ParamError::new("steps-offset", "a smaller offset", e),
+            _ => ParamError::new("schedule", SCHEDULE_EXPECTED, e),
+        },
+        _ => ParamError::new("schedule", SCHEDULE_EXPECTED, e),
+    })
 }
 
 /// `h-frac` (a lattice spacing as a fraction of the smallest component standard deviation):

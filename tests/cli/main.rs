@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod cli_files;
 mod cli_guidance;
 mod cli_image_presets;
 mod cli_io;

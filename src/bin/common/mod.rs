@@ -238,3 +238,39 @@ pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool, Outcome>
         .build()
         .map_err(|e| Outcome::Failed(e.into()))
 }
+
+/// diffusers' scheduler options, for `--schedule diffusers:<beta_schedule>` (and, for the
+/// timestep rule, a schedule file without `timesteps`). Unset: diffusers' defaults.
+#[allow(dead_code)]
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ScheduleFlags {
+    /// diffusers' `num_train_timesteps` N (default 1000).
+    #[arg(long)]
+    pub num_train_timesteps: Option<usize>,
+    /// diffusers' `beta_start` (default 1e-4; linear and scaled_linear).
+    #[arg(long)]
+    pub beta_start: Option<f64>,
+    /// diffusers' `beta_end` (default 0.02; linear and scaled_linear).
+    #[arg(long)]
+    pub beta_end: Option<f64>,
+    /// diffusers' `timestep_spacing`: leading (default), linspace or trailing.
+    #[arg(long)]
+    pub timestep_spacing: Option<String>,
+    /// diffusers' `steps_offset` (default 0).
+    #[arg(long)]
+    pub steps_offset: Option<usize>,
+}
+
+#[allow(dead_code)]
+impl ScheduleFlags {
+    /// The options as the library takes them.
+    pub fn options(&self) -> covlab::process::spec::DiffusersOptions {
+        covlab::process::spec::DiffusersOptions {
+            num_train_timesteps: self.num_train_timesteps,
+            beta_start: self.beta_start,
+            beta_end: self.beta_end,
+            timestep_spacing: self.timestep_spacing.clone(),
+            steps_offset: self.steps_offset,
+        }
+    }
+}

@@ -17,6 +17,7 @@ use crate::kernel::family::{BetaTildeRemedy, Family};
 use crate::kl::hutchinson::{hutchinson_excess, hutchinson_path_kl, HutchinsonMc};
 use crate::kl::path_kl::{path_kl_sweep, PathKlParams, Route, RuleChoice};
 use crate::process::schedule::Schedule;
+use crate::process::spec::{grid_record, DiffusersOptions, GridRecord};
 use crate::quadrature::{LatticeParams, QmcParams};
 use crate::sampler::KernelKind;
 use crate::stats::rates::{fit_loglog, SlopeFit};
@@ -31,8 +32,24 @@ use crate::study::{
 pub struct PathKlStudy {
     /// Preset (mog40, mog40-unit, grid9, aniso2, mix6) or a mixture JSON file.
     pub data: String,
-    /// Schedule name.
+    /// Schedule: a preset name, `diffusers:<beta_schedule>` or a schedule file `*.json`.
     pub schedule: String,
+    /// diffusers' `num_train_timesteps` (with `diffusers:`; default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_train_timesteps: Option<usize>,
+    /// diffusers' `beta_start` (with `diffusers:`; default 1e-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_start: Option<f64>,
+    /// diffusers' `beta_end` (with `diffusers:`; default 0.02).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_end: Option<f64>,
+    /// diffusers' `timestep_spacing` (with `diffusers:` or a file without `timesteps`;
+    /// default `leading`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestep_spacing: Option<String>,
+    /// diffusers' `steps_offset` (as `timestep-spacing`; default 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps_offset: Option<usize>,
     /// Families: beta, beta-tilde, analytic, diag, full, `hutchinson-<M>`.
     pub families: Vec<String>,
     /// The T values.
@@ -67,6 +84,11 @@ impl Default for PathKlStudy {
         Self {
             data: "mog40".into(),
             schedule: "vp-linear".into(),
+            num_train_timesteps: None,
+            beta_start: None,
+            beta_end: None,
+            timestep_spacing: None,
+            steps_offset: None,
             families: ["beta", "beta-tilde", "analytic", "diag", "full"]
                 .map(String::from)
                 .to_vec(),
@@ -230,8 +252,15 @@ impl PathKlStudy {
     /// An unknown schedule or remedy.
     pub fn default_stem(&self) -> Result<String, ParamError> {
         let mut stem = format!("path_kl_{}", crate::study::data_label(&self.data));
+        self.schedule()?;
         if self.schedule != "vp-linear" {
-            stem.push_str(&format!("_{}", self.schedule()?.name()));
+            stem.push_str(&format!(
+                "_{}",
+                crate::study::schedule_label(&self.schedule)
+            ));
+        }
+        if let Some(s) = &self.timestep_spacing {
+            stem.push_str(&format!("_{}", crate::study::schedule_label(s)));
         }
         let es = self.effective_early_stop()?;
         if es > 0.0 {
@@ -246,14 +275,41 @@ impl PathKlStudy {
         Ok(stem)
     }
 
-    fn schedule(&self) -> Result<Schedule, ParamError> {
-        Schedule::from_name(&self.schedule).map_err(|e| {
-            ParamError::new(
-                "schedule",
-                "vp-linear, ddpm-linear(-even|-quadratic), snr-uniform or cosine",
-                e,
-            )
-        })
+    /// The diffusers options of the schedule keys.
+    #[must_use]
+    pub fn schedule_options(&self) -> DiffusersOptions {
+        DiffusersOptions {
+            num_train_timesteps: self.num_train_timesteps,
+            beta_start: self.beta_start,
+            beta_end: self.beta_end,
+            timestep_spacing: self.timestep_spacing.clone(),
+            steps_offset: self.steps_offset,
+        }
+    }
+
+    /// The schedule of the `schedule` key and its options.
+    ///
+    /// # Errors
+    /// A [`ParamError`] naming the key at fault.
+    pub fn schedule(&self) -> Result<Schedule, ParamError> {
+        crate::study::schedule_param(&self.schedule, &self.schedule_options())
+    }
+
+    /// The grids of the sweep, T ascending (the `grid` key; `path-kl --print-grid`).
+    ///
+    /// # Errors
+    /// The schedule's, and a T it cannot make a grid of (named `steps`).
+    pub fn grids(&self) -> Result<Vec<GridRecord>, ParamError> {
+        let schedule = self.schedule()?;
+        let es = self.effective_early_stop()?;
+        self.sorted_steps()
+            .into_iter()
+            .map(|t| {
+                grid_record(&schedule, t, es).map_err(|e| {
+                    ParamError::new("steps", "T values the schedule and early stop allow", e)
+                })
+            })
+            .collect()
     }
 
     fn sweep_params(&self, fams: &Families) -> Result<PathKlParams, ParamError> {
@@ -326,7 +382,7 @@ impl StudyKind for PathKlStudy {
             )?;
         }
         self.remedy()?;
-        self.schedule()?;
+        self.grids()?;
         if self.kernel()? == KernelKind::Ddim {
             ensure(
                 fams.hutch.is_empty(),
@@ -514,6 +570,7 @@ impl StudyKind for PathKlStudy {
             "entropy_start": {"value": first.entropy_start.value, "err": first.entropy_start.err},
             "entropy_end": {"value": first.entropy_end.value, "err": first.entropy_end.err},
             "results": results,
+            "grid": self.grids()?,
             "slopes": names.iter().zip(&fits).filter_map(|(f, s)| s.as_ref().ok().map(|s| json!({"family": f, "window": s.window, "slope": s.slope, "ci95": s.ci95, "stderr": s.stderr, "n": s.n}))).collect::<Vec<_>>(),
             "hutchinson_points": if hutch { json!(self.hutchinson_points) } else { Value::Null },
             "hutchinson_clip_range": if hutch { json!([range.0, range.1]) } else { Value::Null },
