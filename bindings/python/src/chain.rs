@@ -22,12 +22,12 @@ pub(crate) fn to_py(py: Python<'_>, v: &serde_json::Value) -> PyResult<PyObject>
 
 /// The `path-kl --json` document for the same arguments (see `path-kl --help`).
 #[pyfunction]
-#[pyo3(signature = (data = "mog40", schedule = "vp-linear", steps = vec![8, 16, 32, 64, 128, 256, 512, 1024], families = None, kernel = "ddpm", early_stop = 0.0, route = "a", rule = "auto", seed = None))]
+#[pyo3(signature = (data = "mog40", schedule = None, steps = vec![8, 16, 32, 64, 128, 256, 512, 1024], families = None, kernel = "ddpm", early_stop = 0.0, route = "a", rule = "auto", seed = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn path_kl(
     py: Python<'_>,
     data: &str,
-    schedule: &str,
+    schedule: Option<&Bound<'_, PyAny>>,
     steps: Vec<usize>,
     families: Option<Vec<String>>,
     kernel: &str,
@@ -37,9 +37,16 @@ pub(crate) fn path_kl(
     seed: Option<u64>,
 ) -> PyResult<PyObject> {
     let default = PathKlStudy::default();
+    let spec = match schedule {
+        Some(s) => ScheduleSpec::of(s)?,
+        None => ScheduleSpec {
+            text: default.schedule.clone(),
+            temp: None,
+        },
+    };
     let study = PathKlStudy {
         data: data.into(),
-        schedule: schedule.into(),
+        schedule: spec.text.clone(),
         families: families.unwrap_or_else(|| {
             if kernel == "ddim" {
                 ["analytic", "diag", "full"].map(String::from).to_vec()
@@ -73,6 +80,58 @@ pub(crate) fn path_kl(
         value_err(&arg.replace('-', "_"), s)
     })?;
     to_py(py, &out.0.doc)
+}
+
+/// The `schedule` argument as the study's text: a string as given, a preset `Schedule` by its
+/// name, a discrete `Schedule` through a temporary schedule file (its table and timestep rule,
+/// exactly: f64 JSON round-trips), removed when this is dropped.
+struct ScheduleSpec {
+    text: String,
+    temp: Option<std::path::PathBuf>,
+}
+
+impl ScheduleSpec {
+    fn of(schedule: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if let Ok(s) = schedule.extract::<String>() {
+            return Ok(Self {
+                text: s,
+                temp: None,
+            });
+        }
+        let Ok(sch) = schedule.downcast::<PySchedule>() else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "schedule: expected a name, diffusers:<beta_schedule>, a *.json path or a covlab.Schedule",
+            ));
+        };
+        let inner = sch.borrow().inner.clone();
+        let covlab::process::schedule::Schedule::Discrete(d) = inner else {
+            return Ok(Self {
+                text: inner.name(),
+                temp: None,
+            });
+        };
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "covlab-py-schedule-{}-{n}.json",
+            std::process::id()
+        ));
+        let file = d.to_file(None).map_err(|e| value_err("schedule", e))?;
+        let text = serde_json::to_string(&file).map_err(|e| value_err("schedule", e))?;
+        std::fs::write(&path, text).map_err(|e| value_err("schedule", e))?;
+        Ok(Self {
+            text: path.display().to_string(),
+            temp: Some(path),
+        })
+    }
+}
+
+impl Drop for ScheduleSpec {
+    fn drop(&mut self) {
+        if let Some(p) = &self.temp {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// A Python callable `kernel(x_t, abar_s, abar_t) -> (mean, variance)` as a [`KernelModel`].

@@ -166,3 +166,62 @@ def test_the_python_kernel_and_the_internal_one_agree():
     a = covlab.path_kl_model_internal(mix, sch, 10, "diag")
     b = covlab.path_kl_model(mix, sch, 10, kernels.exact(mix, "diag"))
     assert abs(a["path_kl"]["value"] - b["path_kl"]["value"]) <= 1e-12 * a["path_kl"]["value"]
+
+
+def test_the_analytic_variance_is_the_exact_one_for_isotropic_data_and_covlabs_analytic():
+    # Isotropic Gaussian data N(0, c I): q_t = N(0, v_t I), v_t = abar_t c + 1 - abar_t, and
+    # E||eps||^2 / D = (1 - abar_t) / v_t; the posterior q(x_s | x_t) has covariance
+    # b v_s / v_t I (b = 1 - abar_t / abar_s), which Analytic-DPM's variance must equal.
+    c, D = 0.3, 3
+    mix = covlab.Mixture(np.array([1.0]), np.zeros((1, D)), c * np.eye(D)[None])
+    v = lambda abar: abar * c + 1 - abar
+    eps = lambda x, abar: -np.sqrt(1 - abar) * mix.score(x, abar)
+    k = kernels.from_eps(eps, variance="analytic", data=lambda abar: (1 - abar) / v(abar))
+    x = mix.sample(7, 3)
+    for s, t in [(0.9, 0.5), (1.0, 0.99), (0.2, 0.01)]:
+        _, var = k(x, s, t)
+        b = 1 - t / s
+        assert var == pytest.approx(b * v(s) / v(t), rel=1e-12), (s, t)
+    # mog40 with the exact eps and Gamma_t by Monte Carlo (the default n_mc = 20000, seed 0),
+    # against covlab's own `analytic` family (E[tr C] / D by quadrature). That variance is the
+    # minimiser of each step's KL among isotropic ones, so any estimate of Gamma_t can only add:
+    # the excess is >= 0 up to the two quadrature errors, and of second order in Gamma's Monte
+    # Carlo error. Measured over seeds 0..19: +1.0e-4 to +1.27e-2 relative, never below. The
+    # bound 5e-2 is 4x the worst of those; a wrong formula (beta: 22x here; b instead of
+    # b / a^2) is off by far more, and diag (a different family) is 60 % away.
+    mog = covlab.Mixture.preset("mog40")
+    sch = covlab.Schedule("vp-linear")
+    T = 16
+    ref = {r["family"]: r for r in covlab.path_kl(data="mog40", steps=[T], families=["analytic", "diag"])["results"]}
+    eps = lambda x, abar: -np.sqrt(1 - abar) * mog.score(x, abar)
+    r = covlab.path_kl_model(mog, sch, T, kernels.from_eps(eps, variance="analytic", data=mog))["path_kl"]
+    excess = r["value"] - ref["analytic"]["S"]
+    assert excess >= -(r["err"] + ref["analytic"]["err"]), (r, ref)
+    assert excess < 5e-2 * ref["analytic"]["S"], (r, ref)
+    assert abs(ref["diag"]["S"] / ref["analytic"]["S"] - 1) > 0.5, ref
+    with pytest.raises(TypeError, match="data"):
+        kernels.from_eps(eps, variance="analytic")
+    with pytest.raises(ValueError, match="n_mc"):
+        kernels.from_eps(eps, variance="analytic", data=mog, n_mc=1)
+
+
+def test_path_kl_of_a_schedule_object_equals_the_binary_on_diffusers_flags(tmp_path):
+    sch = covlab.Schedule.diffusers("linear", timestep_spacing="trailing")
+    ours = covlab.path_kl(data="grid9", schedule=sch, steps=[10, 20], families=["beta", "full"])
+    out = tmp_path / "pk.json"
+    subprocess.run(
+        [path_kl_binary(), "--data", "grid9", "--schedule", "diffusers:linear", "--timestep-spacing",
+         "trailing", "--steps", "10,20", "--families", "beta,full", "--json", str(out), "--figure",
+         str(tmp_path / "fig")],
+        check=True, capture_output=True,
+    )
+    ref = json.loads(out.read_text())
+    assert ours["schedule"] == ref["schedule"] == "diffusers:linear"
+    for a, b in zip(ours["results"], ref["results"], strict=True):
+        assert abs(a["S"] - b["S"]) <= 1e-12 * abs(b["S"]), (a, b)
+    # The grid key is the Schedule's own grid and timesteps.
+    for g in ours["grid"]:
+        np.testing.assert_allclose(g["abar"], sch.grid(g["T"]), rtol=1e-14)
+        assert g["timesteps"] == list(sch.timesteps(g["T"]))
+    with pytest.raises(TypeError, match="schedule"):
+        covlab.path_kl(schedule=3)

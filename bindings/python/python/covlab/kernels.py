@@ -29,29 +29,86 @@ def _variance(variance, x_t, abar_s, abar_t, b):
     )
 
 
-def from_eps(eps_fn, variance="beta"):
+def _gamma_estimator(data, n_mc, seed):
+    """E_{q_t} ||eps||^2 / D as a function of (eps_fn, abar_t): a callable `data(abar_t)` as
+    given, or a Monte Carlo estimate over `n_mc` draws x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) z
+    with x_0 from the `covlab.Mixture` `data` (the same x_0 and z at every abar_t, seeded),
+    cached per abar_t."""
+    from ._covlab import Mixture
+
+    if callable(data) and not isinstance(data, Mixture):
+        return lambda eps_fn, abar_t: float(data(abar_t))
+    if not isinstance(data, Mixture):
+        raise TypeError(
+            "data: variance='analytic' needs data=covlab.Mixture (Monte Carlo over q_t) or a "
+            "callable abar_t -> E||eps||^2 / D"
+        )
+    if not (isinstance(n_mc, int) and n_mc >= 2):
+        raise ValueError(f"n_mc: expected an integer >= 2, got {n_mc!r}")
+    x0 = data.sample(n_mc, seed)
+    z = np.random.default_rng(seed).standard_normal(x0.shape)
+    cache = {}
+
+    def gamma(eps_fn, abar_t):
+        key = float(abar_t)
+        if key not in cache:
+            x_t = np.sqrt(abar_t) * x0 + np.sqrt(1.0 - abar_t) * z
+            eps = np.asarray(eps_fn(x_t, abar_t), dtype=np.float64)
+            cache[key] = float(np.mean(np.sum(eps * eps, axis=1)) / x0.shape[1])
+        return cache[key]
+
+    return gamma
+
+
+def from_eps(eps_fn, variance="beta", data=None, n_mc=20000, seed=0):
     """The DDPM kernel of an epsilon-prediction model `eps_fn(x_t, abar_t) -> (n, D)` (the
-    diffusers convention) with `variance` 'beta', 'beta-tilde', a float, or a callable."""
+    diffusers convention) with `variance`:
+
+    - 'beta': b = 1 - abar_t / abar_s;
+    - 'beta-tilde': b (1 - abar_s) / (1 - abar_t) (0 at the last step: degenerate);
+    - 'analytic': Analytic-DPM's optimal isotropic variance for this mean,
+      sigma^2 = (b / a^2) (1 - b Gamma_t / (1 - abar_t)), Gamma_t = E_{q_t} ||eps(x_t)||^2 / D
+      with Gamma_t clipped to [0, 1] (sigma^2 between beta-tilde and b / a^2, as Analytic-DPM
+      bounds it). This is Bao et al.'s sigma*^2 with lambda^2 = beta-tilde, rewritten; with the
+      exact eps it is E[tr Cov(x_s | x_t)] / D, covlab's `analytic` family. Gamma_t comes from
+      `data`: a `covlab.Mixture` (Monte Carlo over `n_mc` draws of q_t, seeded by `seed`, the
+      model's own eps, as Analytic-DPM estimates it) or a callable abar_t -> Gamma_t;
+    - a float (a constant variance), or a callable (x_t, abar_s, abar_t) -> (n,), (n, D) or
+      (n, D, D).
+    """
     if not callable(eps_fn):
         raise TypeError("eps_fn: must be callable as eps_fn(x_t, abar_t)")
-    if not (callable(variance) or variance in ("beta", "beta-tilde") or isinstance(variance, (int, float))):
-        raise ValueError(f"variance: {variance!r} is not 'beta', 'beta-tilde', a float or a callable")
+    named = ("beta", "beta-tilde", "analytic")
+    if not (callable(variance) or variance in named or isinstance(variance, (int, float))):
+        raise ValueError(
+            f"variance: {variance!r} is not 'beta', 'beta-tilde', 'analytic', a float or a callable"
+        )
+    gamma = _gamma_estimator(data, n_mc, seed) if variance == "analytic" else None
 
     def kernel(x_t, abar_s, abar_t):
         a2 = abar_t / abar_s
         b = -np.expm1(np.log(abar_t) - np.log(abar_s))
         eps = np.asarray(eps_fn(x_t, abar_t), dtype=np.float64)
         mean = (x_t - b / np.sqrt(1.0 - abar_t) * eps) / np.sqrt(a2)
+        if gamma is not None:
+            g = min(max(gamma(eps_fn, abar_t), 0.0), 1.0)
+            return mean, float(b / a2 * (1.0 - b * g / (1.0 - abar_t)))
         return mean, _variance(variance, x_t, abar_s, abar_t, b)
 
     return kernel
 
 
-def from_score(score_fn, variance="beta"):
+def from_score(score_fn, variance="beta", data=None, n_mc=20000, seed=0):
     """The same from a score model `score_fn(x_t, abar_t) = grad ln q_t` (eps = -sqrt(1 - abar_t) score)."""
     if not callable(score_fn):
         raise TypeError("score_fn: must be callable as score_fn(x_t, abar_t)")
-    return from_eps(lambda x, abar: -np.sqrt(1.0 - abar) * np.asarray(score_fn(x, abar)), variance)
+    return from_eps(
+        lambda x, abar: -np.sqrt(1.0 - abar) * np.asarray(score_fn(x, abar)),
+        variance,
+        data=data,
+        n_mc=n_mc,
+        seed=seed,
+    )
 
 
 def exact(mix, covariance="full"):
