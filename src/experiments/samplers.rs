@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::data::dataset::DataSet;
 use crate::plot::{Plot, Series, XScale};
 use crate::process::schedule::Schedule;
-use crate::process::spec::{grid_record, DiffusersOptions, GridRecord};
+use crate::process::spec::{grid_records, DiffusersOptions, GridRecord};
 use crate::sampler::{
     analytic_trace_table, clip_range_of, sample, KernelKind, LastStep, SamplerConfig, SamplerFamily,
 };
@@ -157,17 +157,8 @@ impl SamplersStudy {
     /// # Errors
     /// The schedule's, and a T it cannot make a grid of (named `steps`).
     pub fn grids(&self) -> Result<Vec<GridRecord>, ParamError> {
-        let schedule = self.schedule()?;
-        let mut steps = self.steps.clone();
-        steps.sort_unstable();
-        steps.dedup();
-        steps
-            .into_iter()
-            .map(|t| {
-                grid_record(&schedule, t, 0.0)
-                    .map_err(|e| ParamError::new("steps", "T values the schedule allows", e))
-            })
-            .collect()
+        grid_records(&self.schedule()?, &self.steps, 0.0)
+            .map_err(|e| ParamError::new("steps", "T values the schedule allows", e))
     }
 
     fn families(&self) -> Result<Vec<SamplerFamily>, ParamError> {

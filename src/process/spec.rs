@@ -167,6 +167,23 @@ pub fn grid_record(
     })
 }
 
+/// The [`GridRecord`]s of `schedule` at each of `steps` (ascending, without repeats).
+///
+/// # Errors
+/// Those of [`Schedule::grid`], for the first T that fails.
+pub fn grid_records(
+    schedule: &Schedule,
+    steps: &[usize],
+    early_stop: f64,
+) -> Result<Vec<GridRecord>, ScheduleError> {
+    let mut s = steps.to_vec();
+    s.sort_unstable();
+    s.dedup();
+    s.into_iter()
+        .map(|t| grid_record(schedule, t, early_stop))
+        .collect()
+}
+
 impl DiscreteSchedule {
     /// The schedule file of this table: `alphas_cumprod` and, when `steps` is given, the
     /// timesteps of that trajectory (else the spacing rule).

@@ -98,6 +98,17 @@ fn print_grid_is_diffusers_trailing_and_writes_nothing() {
     }
 }
 
+/// The path-kl JSON of `args` with `--schedule schedule` (written under `dir`).
+fn path_kl_json(
+    args: &[&str],
+    schedule: impl AsRef<std::ffi::OsStr>,
+    dir: &Path,
+) -> serde_json::Value {
+    let mut c = path_kl();
+    c.args(args).arg("--schedule").arg(schedule);
+    common::run_for_json(c, dir)
+}
+
 /// The `S` values of a path-kl JSON, in order.
 fn s_values(v: &serde_json::Value) -> Vec<f64> {
     v["results"]
@@ -131,23 +142,8 @@ fn a_schedule_file_is_the_same_schedule_as_its_source() {
         "--families",
         "beta,full",
     ];
-    let direct = common::run_for_json(
-        {
-            let mut c = path_kl();
-            c.args(args)
-                .args(["--schedule", "diffusers:squaredcos_cap_v2"]);
-            c
-        },
-        &d,
-    );
-    let via_file = common::run_for_json(
-        {
-            let mut c = path_kl();
-            c.args(args).arg("--schedule").arg(&file);
-            c
-        },
-        &d,
-    );
+    let direct = path_kl_json(&args, "diffusers:squaredcos_cap_v2", &d);
+    let via_file = path_kl_json(&args, &file, &d);
     assert_eq!(s_values(&direct), s_values(&via_file));
     assert_eq!(direct["grid"], via_file["grid"]);
     // A continuous preset exported at T = 16: its table has the preset's abar values, so the
@@ -159,40 +155,16 @@ fn a_schedule_file_is_the_same_schedule_as_its_source() {
             .args(["export", "--schedule", "cosine", "--steps", "16", "--out"])
             .arg(&table),
     );
-    let cont = common::run_for_json(
-        {
-            let mut c = path_kl();
-            c.args([
-                "--data",
-                "grid9",
-                "--steps",
-                "16",
-                "--families",
-                "beta,full",
-                "--schedule",
-                "cosine",
-            ]);
-            c
-        },
-        &d,
-    );
-    let tab = common::run_for_json(
-        {
-            let mut c = path_kl();
-            c.args([
-                "--data",
-                "grid9",
-                "--steps",
-                "16",
-                "--families",
-                "beta,full",
-                "--schedule",
-            ])
-            .arg(&table);
-            c
-        },
-        &d,
-    );
+    let args16 = [
+        "--data",
+        "grid9",
+        "--steps",
+        "16",
+        "--families",
+        "beta,full",
+    ];
+    let cont = path_kl_json(&args16, "cosine", &d);
+    let tab = path_kl_json(&args16, &table, &d);
     for (a, b) in s_values(&cont).iter().zip(s_values(&tab)) {
         assert!((a / b - 1.0).abs() < 1e-9, "{a} vs {b}");
     }

@@ -17,7 +17,7 @@ use crate::kernel::family::{BetaTildeRemedy, Family};
 use crate::kl::hutchinson::{hutchinson_excess, hutchinson_path_kl, HutchinsonMc};
 use crate::kl::path_kl::{path_kl_sweep, PathKlParams, Route, RuleChoice};
 use crate::process::schedule::Schedule;
-use crate::process::spec::{grid_record, DiffusersOptions, GridRecord};
+use crate::process::spec::{grid_records, DiffusersOptions, GridRecord};
 use crate::quadrature::{LatticeParams, QmcParams};
 use crate::sampler::KernelKind;
 use crate::stats::rates::{fit_loglog, SlopeFit};
@@ -300,16 +300,8 @@ impl PathKlStudy {
     /// # Errors
     /// The schedule's, and a T it cannot make a grid of (named `steps`).
     pub fn grids(&self) -> Result<Vec<GridRecord>, ParamError> {
-        let schedule = self.schedule()?;
-        let es = self.effective_early_stop()?;
-        self.sorted_steps()
-            .into_iter()
-            .map(|t| {
-                grid_record(&schedule, t, es).map_err(|e| {
-                    ParamError::new("steps", "T values the schedule and early stop allow", e)
-                })
-            })
-            .collect()
+        grid_records(&self.schedule()?, &self.steps, self.effective_early_stop()?)
+            .map_err(|e| ParamError::new("steps", "T values the schedule and early stop allow", e))
     }
 
     fn sweep_params(&self, fams: &Families) -> Result<PathKlParams, ParamError> {
