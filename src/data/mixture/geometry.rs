@@ -148,6 +148,22 @@ impl Mixture {
     /// The isotropic fast path of [`Mixture::geometry_above_unchecked`]: the same formulas
     /// with Sigma_k^{-1} = I / sigma_k^2, on flat arrays.
     fn geometry_iso(iso: &IsoCache, x: &[f64], ws: &mut Workspace, threshold: f64) -> Option<f64> {
+        match x.len() {
+            1 => return Self::geometry_iso_fixed::<1>(iso, x, ws, threshold),
+            2 => return Self::geometry_iso_fixed::<2>(iso, x, ws, threshold),
+            3 => return Self::geometry_iso_fixed::<3>(iso, x, ws, threshold),
+            _ => {}
+        }
+        Self::geometry_iso_dyn(iso, x, ws, threshold)
+    }
+
+    /// [`Mixture::geometry_iso`] for any dimension.
+    fn geometry_iso_dyn(
+        iso: &IsoCache,
+        x: &[f64],
+        ws: &mut Workspace,
+        threshold: f64,
+    ) -> Option<f64> {
         let d = x.len();
         let k = iso.inv_var.len();
         for j in 0..k {
@@ -193,6 +209,74 @@ impl Mixture {
             ws.hessian[col * d + col] -= mean_prec;
             for row in 0..col {
                 ws.hessian[col * d + row] = ws.hessian[row * d + col];
+            }
+        }
+        Some(ln_q)
+    }
+
+    /// [`Mixture::geometry_iso`] for a dimension `D` known at compile time (the lattice
+    /// dimensions 1..=3): the same operations in the same order as
+    /// [`Mixture::geometry_iso_dyn`], so the same bits (tested), with the point, the score and
+    /// the Hessian in registers and the loops over `D` unrolled. Criterion
+    /// (`geometry_mog40_k40`, one node of mog40's q_t): 1.39 us -> 0.42 us.
+    fn geometry_iso_fixed<const D: usize>(
+        iso: &IsoCache,
+        x: &[f64],
+        ws: &mut Workspace,
+        threshold: f64,
+    ) -> Option<f64> {
+        let x: [f64; D] = x.try_into().ok()?;
+        let k = iso.inv_var.len();
+        let means = &iso.means[..k * D];
+        let ln_norm = &iso.ln_norm[..k];
+        let inv_var = &iso.inv_var[..k];
+        for (j, t) in ws.terms[..k].iter_mut().enumerate() {
+            let mu = &means[j * D..(j + 1) * D];
+            let mut r2 = 0.0;
+            for i in 0..D {
+                let dx = x[i] - mu[i];
+                r2 += dx * dx;
+            }
+            *t = ln_norm[j] - 0.5 * r2 * inv_var[j];
+        }
+        let ln_q = ws.responsibilities_from_terms(threshold)?;
+        let resp = &ws.resp[..k];
+        let gk = &mut ws.gk[..k * D];
+        let mut score = [0.0; D];
+        let mut mean_prec = 0.0;
+        for j in 0..k {
+            let r = resp[j];
+            if r == 0.0 {
+                continue;
+            }
+            let mu = &means[j * D..(j + 1) * D];
+            for i in 0..D {
+                let g = (mu[i] - x[i]) * inv_var[j];
+                gk[j * D + i] = g;
+                score[i] += r * g;
+            }
+            mean_prec += r * inv_var[j];
+        }
+        // h[col][row], row >= col: the upper triangle of the column-major Hessian.
+        let mut h = [[0.0; D]; D];
+        for j in 0..k {
+            let r = resp[j];
+            if r == 0.0 {
+                continue;
+            }
+            let g = &gk[j * D..(j + 1) * D];
+            for col in 0..D {
+                let dc = g[col] - score[col];
+                for row in col..D {
+                    h[col][row] += r * (g[row] - score[row]) * dc;
+                }
+            }
+        }
+        ws.score[..D].copy_from_slice(&score);
+        for col in 0..D {
+            h[col][col] -= mean_prec;
+            for row in 0..D {
+                ws.hessian[col * D + row] = if row >= col { h[col][row] } else { h[row][col] };
             }
         }
         Some(ln_q)
@@ -326,6 +410,37 @@ mod tests {
     use super::*;
     use crate::data::mixture::tests::random_dense;
     use approx::assert_relative_eq;
+
+    #[test]
+    fn fixed_dimension_iso_kernel_is_the_dynamic_one_bit_for_bit() {
+        use crate::data::mixture::Component;
+        let mut rng = crate::numeric::rng::stream(3, 0);
+        use rand::Rng;
+        for d in 1..=3 {
+            let comps: Vec<Component> = (0..7)
+                .map(|j| {
+                    let mean: Vec<f64> = (0..d).map(|_| rng.gen_range(-4.0..4.0)).collect();
+                    let v = 0.05 + 0.3 * j as f64;
+                    Component::new(DVector::from_vec(mean), CovarianceKind::Isotropic(v), j)
+                        .unwrap()
+                })
+                .collect();
+            let q = Mixture::new(vec![1.0 / 7.0; 7], comps).unwrap();
+            let iso = q.iso.as_ref().expect("isotropic");
+            for _ in 0..200 {
+                let x: Vec<f64> = (0..d).map(|_| rng.gen_range(-6.0..6.0)).collect();
+                let mut a = Workspace::new(d, 7);
+                let mut b = Workspace::new(d, 7);
+                let la = Mixture::geometry_iso(iso, &x, &mut a, f64::NEG_INFINITY);
+                let lb = Mixture::geometry_iso_dyn(iso, &x, &mut b, f64::NEG_INFINITY);
+                assert_eq!(la.map(f64::to_bits), lb.map(f64::to_bits));
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a.score), bits(&b.score), "D = {d}, x = {x:?}");
+                assert_eq!(bits(&a.hessian), bits(&b.hessian), "D = {d}, x = {x:?}");
+                assert_eq!(bits(&a.resp), bits(&b.resp));
+            }
+        }
+    }
 
     #[test]
     fn score_hessian_hvp_match_finite_differences() {
