@@ -131,6 +131,9 @@ pub struct Cubature {
     pub density_weighted: bool,
     /// How slots combine.
     pub model: ErrorModel,
+    /// A tensor lattice's coordinates per axis (node `i_0 + n_0 (i_1 + n_1 i_2)`, axis 0
+    /// fastest); empty for a rule without that structure (QMC).
+    pub axes: Vec<Vec<f64>>,
 }
 
 impl Cubature {
@@ -158,9 +161,32 @@ impl Cubature {
 /// Returns `None` if the grid would exceed `params.max_nodes` or D > 3.
 #[must_use]
 pub fn lattice(q: &Mixture, params: &LatticeParams) -> Option<Cubature> {
+    let mut rule = Cubature {
+        dim: q.dim(),
+        points: Vec::new(),
+        weights: Vec::new(),
+        slots: 3,
+        density_weighted: true,
+        model: ErrorModel::Refinement,
+        axes: Vec::new(),
+    };
+    lattice_into(q, params, &mut rule).then_some(rule)
+}
+
+/// [`lattice`] into the buffers of `rule` (whose previous nodes are dropped, its capacity
+/// kept: a sweep of a thousand times then allocates once per thread, not twice per time).
+/// Returns false, leaving `rule` empty, where [`lattice`] returns `None`.
+pub fn lattice_into(q: &Mixture, params: &LatticeParams, rule: &mut Cubature) -> bool {
     let d = q.dim();
+    rule.points.clear();
+    rule.weights.clear();
+    rule.dim = d;
+    rule.slots = 3;
+    rule.density_weighted = true;
+    rule.model = ErrorModel::Refinement;
+    rule.axes.clear();
     if d > 3 {
-        return None;
+        return false;
     }
     let (lo_eig, hi_eig) = q.eigenvalue_range();
     let h = params.h_frac * lo_eig.sqrt();
@@ -189,20 +215,31 @@ pub fn lattice(q: &Mixture, params: &LatticeParams) -> Option<Cubature> {
             j.partial_cmp(&(params.max_nodes as f64)),
             Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
         ) {
-            return None;
+            return false;
         }
         half[i] = (j as usize).div_ceil(4) * 4;
     }
     let per: Vec<usize> = half.iter().map(|j| 2 * j + 1).collect();
-    let n = per
+    let Some(n) = per
         .iter()
         .try_fold(1usize, |acc, &p| acc.checked_mul(p))
-        .filter(|&n| n <= params.max_nodes)?;
+        .filter(|&n| n <= params.max_nodes)
+    else {
+        return false;
+    };
     let wf = h.powi(d as i32);
     let w2 = (2.0 * h).powi(d as i32);
     let w4 = (4.0 * h).powi(d as i32);
-    let mut points = Vec::with_capacity(n * d);
-    let mut weights = Vec::with_capacity(n * 3);
+    rule.axes = (0..d)
+        .map(|i| {
+            (0..per[i])
+                .map(|n| center[i] + h * (n as i64 - half[i] as i64) as f64)
+                .collect()
+        })
+        .collect();
+    let (points, weights) = (&mut rule.points, &mut rule.weights);
+    points.reserve(n * d);
+    weights.reserve(n * 3);
     let mut idx = vec![0usize; d];
     for _ in 0..n {
         let mut on2 = true;
@@ -224,14 +261,7 @@ pub fn lattice(q: &Mixture, params: &LatticeParams) -> Option<Cubature> {
             idx[i] = 0;
         }
     }
-    Some(Cubature {
-        dim: d,
-        points,
-        weights,
-        slots: 3,
-        density_weighted: true,
-        model: ErrorModel::Refinement,
-    })
+    true
 }
 
 /// The generator of the R_D Kronecker sequence: alpha_j = phi_D^{-j}, phi_D the positive
@@ -287,6 +317,7 @@ pub fn qmc(q: &Mixture, params: &QmcParams) -> Cubature {
         slots: r,
         density_weighted: false,
         model: ErrorModel::Replicates,
+        axes: Vec::new(),
     }
 }
 

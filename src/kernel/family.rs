@@ -227,11 +227,13 @@ pub fn diag_offset(b: f64, h: &[f64], dim: usize) -> f64 {
     if dim == 1 {
         return 0.0;
     }
-    let diag: Vec<f64> = (0..dim).map(|i| 1.0 + b * h[i * dim + i]).collect();
     if dim == 2 {
-        let r2 = (b * h[2]) * (b * h[2]) / (diag[0] * diag[1]);
+        // No buffer: this runs once per lattice node and step.
+        let (d0, d1) = (1.0 + b * h[0], 1.0 + b * h[3]);
+        let r2 = (b * h[2]) * (b * h[2]) / (d0 * d1);
         return -0.5 * (-r2).ln_1p();
     }
+    let diag: Vec<f64> = (0..dim).map(|i| 1.0 + b * h[i * dim + i]).collect();
     let e = DMatrix::from_fn(dim, dim, |i, j| {
         if i == j {
             0.0
@@ -257,6 +259,16 @@ pub fn sym2_eigenvalues(a: f64, c: f64, d: f64) -> [f64; 2] {
     let det = a * d - c * c;
     let l2 = if l1 != 0.0 { det / l1 } else { 0.0 };
     [l1, l2]
+}
+
+/// Appends the eigenvalues of a symmetric column-major D x D matrix to `out` (closed form
+/// for D = 1, 2, without allocating): [`sym_eigenvalues`] into a caller's buffer.
+pub fn extend_sym_eigenvalues(h: &[f64], dim: usize, out: &mut Vec<f64>) {
+    match dim {
+        1 => out.push(h[0]),
+        2 => out.extend_from_slice(&sym2_eigenvalues(h[0], h[1], h[3])),
+        _ => out.extend(sym_eigenvalues(h, dim)),
+    }
 }
 
 /// Eigenvalues of a symmetric column-major D x D matrix (closed form for D = 1, 2).

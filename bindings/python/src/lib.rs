@@ -159,6 +159,34 @@ impl PyMixture {
         self.inner.dim()
     }
 
+    /// The weights pi_k, `(K,)`.
+    #[getter]
+    fn weights<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        Array1::from(self.inner.weights().to_vec()).into_pyarray(py)
+    }
+
+    /// The means mu_k, `(K, D)`.
+    #[getter]
+    fn means<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
+        let (k, d) = (self.inner.len(), self.inner.dim());
+        Array2::from_shape_fn((k, d), |(j, i)| self.inner.components()[j].mean()[i])
+            .into_pyarray(py)
+    }
+
+    /// The covariances Sigma_k, `(K, D, D)` (the arguments of the constructor: a mixture
+    /// rebuilt from `weights`, `means` and `covariances` is this one).
+    #[getter]
+    fn covariances<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray3<f64>> {
+        let (k, d) = (self.inner.len(), self.inner.dim());
+        let covs: Vec<DMatrix<f64>> = self
+            .inner
+            .components()
+            .iter()
+            .map(|c| c.covariance())
+            .collect();
+        Array3::from_shape_fn((k, d, d), |(j, r, s)| covs[j][(r, s)]).into_pyarray(py)
+    }
+
     /// `n` exact draws of `q_0` (seeded), `(n, D)`.
     #[pyo3(signature = (n, seed = 0))]
     fn sample<'py>(

@@ -69,3 +69,20 @@ def test_bad_input_names_the_argument():
         covlab.Mixture(np.array([0.5, 0.5]), np.zeros((1, 2)), np.eye(2)[None])
     with pytest.raises(TypeError):
         m.score("not an array", 0.5)
+
+
+def test_parameters_rebuild_the_mixture():
+    # weights, means and covariances are the constructor's arguments: the mixture rebuilt
+    # from them has the same density (to round-off of its re-derived eigendecompositions)
+    # and grid9's are its documented values (means {-3, 0, 3}^2, std 0.1, equal weights).
+    g = covlab.Mixture.preset("grid9")
+    assert g.weights.shape == (9,) and g.means.shape == (9, 2) and g.covariances.shape == (9, 2, 2)
+    np.testing.assert_allclose(g.weights, np.full(9, 1 / 9), rtol=1e-15)
+    grid = sorted(map(tuple, g.means))
+    assert grid == sorted((a, b) for a in (-3.0, 0.0, 3.0) for b in (-3.0, 0.0, 3.0))
+    np.testing.assert_allclose(g.covariances, np.broadcast_to(0.01 * np.eye(2), (9, 2, 2)), rtol=1e-14)
+    for name in ("grid9", "aniso2", "mix6"):
+        m = covlab.Mixture.preset(name)
+        r = covlab.Mixture(m.weights, m.means, m.covariances)
+        x = m.sample(50, seed=5)
+        np.testing.assert_allclose(r.log_prob(x, 0.6), m.log_prob(x, 0.6), rtol=1e-12)

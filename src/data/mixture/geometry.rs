@@ -412,6 +412,78 @@ mod tests {
     use approx::assert_relative_eq;
 
     #[test]
+    fn pruned_responsibilities_give_the_unpruned_sums_to_round_off() {
+        // The pruning bound: components whose term lies more than 60 below the largest get
+        // responsibility 0. Each weighs e^-60 = 8.8e-27 of the largest or less, so K of them
+        // change ln q, the score and the Hessian by at most K e^-60 (times the size of their
+        // g_k, g_k g_k^T) relative: 1e-24 here, far below one ulp. The unpruned route below
+        // (every exp taken, no threshold, outer-product form of the Hessian) must agree to
+        // round-off: 1e-13 relative (a few ulps of each O(1) entry).
+        use crate::data::mixture::Component;
+        for (d, cov) in [(2usize, 0), (2, 1), (3, 2)] {
+            let kind = |v: f64| match cov {
+                0 => CovarianceKind::Isotropic(v),
+                1 => CovarianceKind::Diagonal(DVector::from_element(d, v)),
+                _ => CovarianceKind::Dense(DMatrix::identity(d, d) * v),
+            };
+            // Two near components and two ~11 sd away along the diagonal: their terms lie
+            // 110-175 below the largest (pruned, yet not underflowed in the unpruned route).
+            let centres = [0.0, 0.7, 12.0, -12.0];
+            let comps: Vec<Component> = centres
+                .iter()
+                .enumerate()
+                .map(|(j, &c)| {
+                    Component::new(DVector::from_element(d, c), kind(1.0 + 0.1 * j as f64), j)
+                        .unwrap()
+                })
+                .collect();
+            let q = Mixture::new(vec![0.25; 4], comps).unwrap();
+            let x = vec![0.3; d];
+            let mut ws = Workspace::new(d, 4);
+            let lnq = q.geometry_unchecked(&x, &mut ws);
+            // Pruning is active at this node: the far components got exactly 0.
+            assert_eq!(ws.resp[2].to_bits(), 0, "pruned to exactly +0");
+            assert_eq!(ws.resp[3].to_bits(), 0, "pruned to exactly +0");
+            // The unpruned route.
+            let terms: Vec<f64> = q
+                .components()
+                .iter()
+                .zip(q.ln_weights())
+                .map(|(c, lw)| lw + c.ln_pdf_with(&x, &mut vec![0.0; 2 * d]))
+                .collect();
+            let big = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let total: f64 = terms.iter().map(|t| (t - big).exp()).sum();
+            let lnq_ref = big + total.ln();
+            let resp: Vec<f64> = terms.iter().map(|t| (t - lnq_ref).exp()).collect();
+            assert!(
+                resp[2] > 0.0 && resp[3] > 0.0,
+                "the unpruned route keeps them"
+            );
+            let mut score = DVector::zeros(d);
+            let mut second = DMatrix::zeros(d, d);
+            for (c, r) in q.components().iter().zip(&resp) {
+                let prec = c.covariance().try_inverse().unwrap();
+                let g = &prec * (c.mean() - DVector::from_column_slice(&x));
+                score += *r * &g;
+                second += *r * (&g * g.transpose() - prec);
+            }
+            let hess = second - &score * score.transpose();
+            assert_relative_eq!(lnq, lnq_ref, max_relative = 1e-13);
+            for i in 0..d {
+                assert_relative_eq!(ws.score[i], score[i], max_relative = 1e-13, epsilon = 1e-15);
+                for j in 0..d {
+                    assert_relative_eq!(
+                        ws.hessian[j * d + i],
+                        hess[(i, j)],
+                        max_relative = 1e-13,
+                        epsilon = 1e-15
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn fixed_dimension_iso_kernel_is_the_dynamic_one_bit_for_bit() {
         use crate::data::mixture::Component;
         let mut rng = crate::numeric::rng::stream(3, 0);

@@ -14,7 +14,9 @@
 //! The files: the mixture, its construction, log density, forward marginals and exact
 //! sampling here; one Gaussian component with its cached eigendecomposition and the
 //! magnitude limits (`component`); the local geometry of ln q, i.e. responsibilities,
-//! score, Hessian and Hessian-vector products (`geometry`); the error (`error`).
+//! score, Hessian and Hessian-vector products (`geometry`); the same geometry on a tensor
+//! lattice for axis-aligned components, from per-axis tables (`lattice_geometry`); the error
+//! (`error`).
 
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
@@ -25,6 +27,7 @@ use crate::numeric::log_sum_exp;
 mod component;
 mod error;
 mod geometry;
+mod lattice_geometry;
 
 pub use component::{
     classify, Component, CovarianceKind, MAX_MAGNITUDE, MAX_MEAN_TO_SD, SYMMETRY_TOL,
@@ -32,6 +35,7 @@ pub use component::{
 pub use error::MixtureError;
 use geometry::IsoCache;
 pub use geometry::{LocalGeometry, Workspace};
+pub use lattice_geometry::{SeparableLattice, SeparableWorkspace};
 
 /// Relative tolerance on sum of weights = 1 (a file written with 15-16 digits passes,
 /// a typo does not).

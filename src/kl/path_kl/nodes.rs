@@ -2,10 +2,10 @@
 //! (weights per slot, ln q_t, the Hessian of ln q_t and its eigenvalues mu_i), with
 //! per-slot compensated expectations sum_i w_i f(x_i).
 
-use crate::data::mixture::Mixture;
-use crate::kernel::family::sym_eigenvalues;
+use crate::data::mixture::{Mixture, SeparableLattice};
+use crate::kernel::family::extend_sym_eigenvalues;
 use crate::numeric::NeumaierSum;
-use crate::quadrature::{for_each_node_with_mass, lattice, qmc, Cubature};
+use crate::quadrature::{for_each_node_with_mass, lattice_into, qmc, Cubature, ErrorModel};
 
 use super::{PathKlError, PathKlParams, RuleChoice};
 
@@ -29,44 +29,129 @@ pub(super) fn uses_lattice(params: &PathKlParams, d: usize) -> bool {
     }
 }
 
+/// The buffers one worker reuses from time to time: the rule and the per-node values (a
+/// default sweep has a thousand times of ~10^4 nodes each; fresh buffers per time cost a
+/// sixth of its run time in page faults).
+pub(super) struct Scratch {
+    pub(super) rule: Cubature,
+    pub(super) nodes: Nodes,
+}
+
+impl Scratch {
+    pub(super) fn new() -> Self {
+        Self {
+            rule: Cubature {
+                dim: 0,
+                points: Vec::new(),
+                weights: Vec::new(),
+                slots: 0,
+                density_weighted: false,
+                model: ErrorModel::Refinement,
+                axes: Vec::new(),
+            },
+            nodes: Nodes {
+                slots: 0,
+                w: Vec::new(),
+                x: Vec::new(),
+                lnq: Vec::new(),
+                mu: Vec::new(),
+                h: Vec::new(),
+                resp: Vec::new(),
+            },
+        }
+    }
+}
+
+/// Builds the rule over `q` into `rule` (the lattice in its buffers, or QMC).
 pub(super) fn build_rule(
     q: &Mixture,
     params: &PathKlParams,
     ln_abar: f64,
-) -> Result<Cubature, PathKlError> {
+    rule: &mut Cubature,
+) -> Result<(), PathKlError> {
     if uses_lattice(params, q.dim()) {
-        lattice(q, &params.lattice).ok_or(PathKlError::LatticeTooLarge {
-            time: ln_abar,
-            max_nodes: params.lattice.max_nodes,
-        })
+        if lattice_into(q, &params.lattice, rule) {
+            Ok(())
+        } else {
+            Err(PathKlError::LatticeTooLarge {
+                time: ln_abar,
+                max_nodes: params.lattice.max_nodes,
+            })
+        }
     } else {
-        Ok(qmc(q, &params.qmc))
+        *rule = qmc(q, &params.qmc);
+        Ok(())
     }
 }
 
-/// Evaluates ln q, the Hessian eigenvalues and entries at the nodes that carry mass.
-pub(super) fn eval_nodes(q: &Mixture, rule: &Cubature, keep_resp: bool) -> Nodes {
+/// Evaluates ln q, the Hessian eigenvalues and entries at the nodes that carry mass, into
+/// `out` (its previous contents dropped, its capacity kept).
+pub(super) fn eval_nodes(q: &Mixture, rule: &Cubature, keep_resp: bool, out: &mut Nodes) {
     let d = q.dim();
-    let mut out = Nodes {
-        slots: rule.slots,
-        w: Vec::new(),
-        x: Vec::new(),
-        lnq: Vec::new(),
-        mu: Vec::new(),
-        h: Vec::new(),
-        resp: Vec::new(),
-    };
+    let n = rule.len();
+    out.slots = rule.slots;
+    for v in [
+        &mut out.w,
+        &mut out.x,
+        &mut out.lnq,
+        &mut out.mu,
+        &mut out.h,
+        &mut out.resp,
+    ] {
+        v.clear();
+    }
+    out.w.reserve(n * rule.slots);
+    out.x.reserve(n * d);
+    out.lnq.reserve(n);
+    out.mu.reserve(n * d);
+    out.h.reserve(n * d * d);
+    if keep_resp {
+        out.resp.reserve(n * q.len());
+    }
+    if let Some(sep) = SeparableLattice::new(q, &rule.axes) {
+        // Axis-aligned components on a tensor lattice: per-axis tables instead of K
+        // exponentials per node (`data::mixture::SeparableLattice`), same nodes in the same order.
+        let mut ws = sep.workspace();
+        let threshold = q.ln_peak_lower_bound() - 60.0;
+        let slots = rule.slots;
+        let mut idx = vec![0usize; d];
+        for i in 0..n {
+            let x = rule.point(i);
+            if let Some(lnq) = sep.node(&idx, x, &mut ws, threshold) {
+                let scale = lnq.exp();
+                out.w.extend(
+                    rule.weights[i * slots..(i + 1) * slots]
+                        .iter()
+                        .map(|r| r * scale),
+                );
+                out.x.extend_from_slice(x);
+                out.lnq.push(lnq);
+                extend_sym_eigenvalues(&ws.hessian, d, &mut out.mu);
+                out.h.extend_from_slice(&ws.hessian);
+                if keep_resp {
+                    out.resp.extend_from_slice(&ws.resp);
+                }
+            }
+            for (a, axis) in idx.iter_mut().zip(&rule.axes) {
+                *a += 1;
+                if *a < axis.len() {
+                    break;
+                }
+                *a = 0;
+            }
+        }
+        return;
+    }
     for_each_node_with_mass(q, rule, |x, w, lnq, ws| {
         out.w.extend_from_slice(w);
         out.x.extend_from_slice(x);
         out.lnq.push(lnq);
-        out.mu.extend(sym_eigenvalues(&ws.hessian, d));
+        extend_sym_eigenvalues(&ws.hessian, d, &mut out.mu);
         out.h.extend_from_slice(&ws.hessian);
         if keep_resp {
             out.resp.extend_from_slice(&ws.resp);
         }
     });
-    out
 }
 
 impl Nodes {
