@@ -175,21 +175,45 @@ fn combine(xx: &PassSums, yy: &PassSums, xy: &PassSums, n: usize, m: usize, k: u
     }
 }
 
-/// The three passes and the per-kernel combination, on validated, flattened inputs.
-fn mmd_with<K: PairKernel>(
+/// The x-x and x-y passes and the per-kernel combination with the reference's own pass `yy`,
+/// on validated, flattened inputs.
+fn mmd_with_yy<K: PairKernel>(
     x: &[f64],
     n: usize,
     y: &[f64],
     m: usize,
     d: usize,
     kern: &K,
+    yy: &PassSums,
 ) -> Vec<RawMmd> {
     let xx = within_pass(x, n, d, kern);
-    let yy = within_pass(y, m, d, kern);
     let xy = cross_pass(x, n, y, m, d, kern);
     (0..kern.width())
-        .map(|k| combine(&xx, &yy, &xy, n, m, k))
+        .map(|k| combine(&xx, yy, &xy, n, m, k))
         .collect()
+}
+
+/// Checks the bandwidths; true when they are exactly [`MMD_BANDWIDTHS`] (the fast path).
+fn check_bandwidths(bandwidths: &[f64]) -> Result<bool, MetricsError> {
+    if bandwidths.is_empty() {
+        return Err(MetricsError::NoBandwidths);
+    }
+    for (index, &value) in bandwidths.iter().enumerate() {
+        if !(value.is_finite() && value > 0.0) {
+            return Err(MetricsError::BadBandwidth { index, value });
+        }
+    }
+    Ok(bandwidths.len() == MMD_BANDWIDTHS.len()
+        && bandwidths
+            .iter()
+            .zip(&MMD_BANDWIDTHS)
+            .all(|(a, b)| a.to_bits() == b.to_bits()))
+}
+
+fn generic_kernels(bandwidths: &[f64]) -> GenericKernels {
+    GenericKernels {
+        inv_two_h2: bandwidths.iter().map(|h| 1.0 / (2.0 * h * h)).collect(),
+    }
 }
 
 /// Validates the inputs and returns the raw estimates per kernel (bandwidths, then the sum).
@@ -202,29 +226,99 @@ fn mmd2_raw(
 ) -> Result<Vec<RawMmd>, MetricsError> {
     let d = validate("x", x, None, 2)?;
     validate("y", y, Some(d), 2)?;
-    if bandwidths.is_empty() {
-        return Err(MetricsError::NoBandwidths);
-    }
-    for (index, &value) in bandwidths.iter().enumerate() {
-        if !(value.is_finite() && value > 0.0) {
-            return Err(MetricsError::BadBandwidth { index, value });
-        }
-    }
+    let is_default = check_bandwidths(bandwidths)?;
     let (n, m) = (x.len(), y.len());
     let (fx, fy) = (flatten(x, d), flatten(y, d));
-    let is_default = bandwidths.len() == MMD_BANDWIDTHS.len()
-        && bandwidths
-            .iter()
-            .zip(&MMD_BANDWIDTHS)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
     Ok(if is_default && !force_generic {
-        mmd_with(&fx, n, &fy, m, d, &DefaultKernels)
+        let yy = within_pass(&fy, m, d, &DefaultKernels);
+        mmd_with_yy(&fx, n, &fy, m, d, &DefaultKernels, &yy)
     } else {
-        let kern = GenericKernels {
-            inv_two_h2: bandwidths.iter().map(|h| 1.0 / (2.0 * h * h)).collect(),
-        };
-        mmd_with(&fx, n, &fy, m, d, &kern)
+        let kern = generic_kernels(bandwidths);
+        let yy = within_pass(&fy, m, d, &kern);
+        mmd_with_yy(&fx, n, &fy, m, d, &kern, &yy)
     })
+}
+
+/// A reference sample prepared once for many [`mmd2_unbiased_with`] calls: its points and
+/// its own pass over the pairs `y_l, y_l'` (a third of the pairs of each call, when the
+/// samples are of one size). The results are those of [`mmd2_unbiased`] bit for bit (tested).
+pub struct MmdReference {
+    points: Vec<f64>,
+    m: usize,
+    d: usize,
+    bandwidths: Vec<f64>,
+    is_default: bool,
+    yy: PassSums,
+}
+
+impl MmdReference {
+    /// Prepares `y` (at least 2 points of one dimension) for the `bandwidths`.
+    ///
+    /// # Errors
+    /// As [`mmd2_unbiased`] for its `y` and `bandwidths`.
+    pub fn new(y: &[DVector<f64>], bandwidths: &[f64]) -> Result<Self, MetricsError> {
+        let d = validate("y", y, None, 2)?;
+        let is_default = check_bandwidths(bandwidths)?;
+        let m = y.len();
+        let points = flatten(y, d);
+        let yy = if is_default {
+            within_pass(&points, m, d, &DefaultKernels)
+        } else {
+            within_pass(&points, m, d, &generic_kernels(bandwidths))
+        };
+        Ok(Self {
+            points,
+            m,
+            d,
+            bandwidths: bandwidths.to_vec(),
+            is_default,
+            yy,
+        })
+    }
+}
+
+/// Packs raw per-kernel estimates (bandwidths, then the sum) into an [`MmdEstimate`].
+fn estimate(raw: Vec<RawMmd>, bandwidths: &[f64]) -> Result<MmdEstimate, MetricsError> {
+    let mut values: Vec<MmdValue> = raw
+        .into_iter()
+        .map(|r| {
+            // NaN (n or m < 4) stays NaN: f64::max would turn it into 0.
+            let root = |v: f64| if v.is_nan() { v } else { v.max(0.0).sqrt() };
+            MmdValue {
+                mmd2: r.mmd2,
+                se: root(r.var.max(r.var_null)),
+                se_null: root(r.var_null),
+            }
+        })
+        .collect();
+    let sum = values.pop().ok_or(MetricsError::NoBandwidths)?;
+    Ok(MmdEstimate {
+        bandwidths: bandwidths.to_vec(),
+        per_bandwidth: values,
+        sum,
+    })
+}
+
+/// [`mmd2_unbiased`] of `x` against a prepared reference: the same numbers, without
+/// repeating the reference's own pass.
+///
+/// # Errors
+/// As [`mmd2_unbiased`] for `x` (its dimension must be the reference's).
+pub fn mmd2_unbiased_with(
+    x: &[DVector<f64>],
+    reference: &MmdReference,
+) -> Result<MmdEstimate, MetricsError> {
+    let r = reference;
+    let d = validate("x", x, Some(r.d), 2)?;
+    let n = x.len();
+    let fx = flatten(x, d);
+    let raw = if r.is_default {
+        mmd_with_yy(&fx, n, &r.points, r.m, d, &DefaultKernels, &r.yy)
+    } else {
+        let kern = generic_kernels(&r.bandwidths);
+        mmd_with_yy(&fx, n, &r.points, r.m, d, &kern, &r.yy)
+    };
+    estimate(raw, &r.bandwidths)
 }
 
 /// Unbiased MMD² between two samples with Gaussian kernels, per bandwidth and for the sum
@@ -283,24 +377,7 @@ pub fn mmd2_unbiased(
     y: &[DVector<f64>],
     bandwidths: &[f64],
 ) -> Result<MmdEstimate, MetricsError> {
-    let mut values: Vec<MmdValue> = mmd2_raw(x, y, bandwidths, false)?
-        .into_iter()
-        .map(|r| {
-            // NaN (n or m < 4) stays NaN: f64::max would turn it into 0.
-            let root = |v: f64| if v.is_nan() { v } else { v.max(0.0).sqrt() };
-            MmdValue {
-                mmd2: r.mmd2,
-                se: root(r.var.max(r.var_null)),
-                se_null: root(r.var_null),
-            }
-        })
-        .collect();
-    let sum = values.pop().ok_or(MetricsError::NoBandwidths)?;
-    Ok(MmdEstimate {
-        bandwidths: bandwidths.to_vec(),
-        per_bandwidth: values,
-        sum,
-    })
+    estimate(mmd2_raw(x, y, bandwidths, false)?, bandwidths)
 }
 
 #[cfg(test)]
@@ -308,6 +385,42 @@ pub(crate) mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn a_prepared_reference_gives_the_same_bits() {
+        // mmd2_unbiased_with re-uses the reference's own pass: every number must be
+        // mmd2_unbiased's, bit for bit, on the fast path and the generic one, and a sample
+        // of the wrong dimension is refused naming `x`.
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let y = points(&mut rng, 300, 2, 3.0);
+        for bw in [MMD_BANDWIDTHS.to_vec(), vec![0.7, 1.9]] {
+            let prepared = MmdReference::new(&y, &bw).unwrap();
+            for n in [5, 150, 301] {
+                let x = points(&mut rng, n, 2, 3.5);
+                let a = mmd2_unbiased(&x, &y, &bw).unwrap();
+                let b = mmd2_unbiased_with(&x, &prepared).unwrap();
+                let bits = |e: &MmdEstimate| {
+                    let mut v = vec![
+                        e.sum.mmd2.to_bits(),
+                        e.sum.se.to_bits(),
+                        e.sum.se_null.to_bits(),
+                    ];
+                    for p in &e.per_bandwidth {
+                        v.extend([p.mmd2.to_bits(), p.se.to_bits(), p.se_null.to_bits()]);
+                    }
+                    v
+                };
+                assert_eq!(bits(&a), bits(&b), "n = {n}, bandwidths {bw:?}");
+            }
+        }
+        let prepared = MmdReference::new(&y, &MMD_BANDWIDTHS).unwrap();
+        let wrong = points(&mut rng, 10, 3, 1.0);
+        let err = mmd2_unbiased_with(&wrong, &prepared)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains('x'), "{err}");
+    }
 
     pub(crate) fn k_direct(a: &DVector<f64>, b: &DVector<f64>, h: f64) -> f64 {
         (-(a - b).norm_squared() / (2.0 * h * h)).exp()

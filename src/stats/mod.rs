@@ -17,5 +17,7 @@ pub use check::{check_samples, SampleCheck};
 pub use error::MetricsError;
 pub use frechet::{frechet_distance_sq, frechet_gaussian_sq, PSD_TOL};
 pub use likelihood::{mean_log_likelihood, MeanEstimate};
-pub use mmd::{mmd2_unbiased, MmdEstimate, MmdValue, MMD_BANDWIDTHS};
+pub use mmd::{
+    mmd2_unbiased, mmd2_unbiased_with, MmdEstimate, MmdReference, MmdValue, MMD_BANDWIDTHS,
+};
 pub use sample::sample_moments;

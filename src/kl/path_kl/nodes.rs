@@ -115,22 +115,19 @@ pub(super) fn eval_nodes(q: &Mixture, rule: &Cubature, keep_resp: bool, out: &mu
         let threshold = q.ln_peak_lower_bound() - 60.0;
         let slots = rule.slots;
         let mut idx = vec![0usize; d];
+        let mut wbuf = vec![0.0; slots];
         for i in 0..n {
             let x = rule.point(i);
             if let Some(lnq) = sep.node(&idx, x, &mut ws, threshold) {
                 let scale = lnq.exp();
-                out.w.extend(
-                    rule.weights[i * slots..(i + 1) * slots]
-                        .iter()
-                        .map(|r| r * scale),
-                );
-                out.x.extend_from_slice(x);
-                out.lnq.push(lnq);
-                extend_sym_eigenvalues(&ws.hessian, d, &mut out.mu);
-                out.h.extend_from_slice(&ws.hessian);
-                if keep_resp {
-                    out.resp.extend_from_slice(&ws.resp);
+                for (o, r) in wbuf
+                    .iter_mut()
+                    .zip(&rule.weights[i * slots..(i + 1) * slots])
+                {
+                    *o = r * scale;
                 }
+                let resp = keep_resp.then_some(&ws.resp[..]);
+                out.push(x, &wbuf, lnq, &ws.hessian, resp);
             }
             for (a, axis) in idx.iter_mut().zip(&rule.axes) {
                 *a += 1;
@@ -143,18 +140,25 @@ pub(super) fn eval_nodes(q: &Mixture, rule: &Cubature, keep_resp: bool, out: &mu
         return;
     }
     for_each_node_with_mass(q, rule, |x, w, lnq, ws| {
-        out.w.extend_from_slice(w);
-        out.x.extend_from_slice(x);
-        out.lnq.push(lnq);
-        extend_sym_eigenvalues(&ws.hessian, d, &mut out.mu);
-        out.h.extend_from_slice(&ws.hessian);
-        if keep_resp {
-            out.resp.extend_from_slice(&ws.resp);
-        }
+        out.push(x, w, lnq, &ws.hessian, keep_resp.then_some(&ws.resp[..]));
     });
 }
 
 impl Nodes {
+    /// Appends one node: its point, per-slot weights (density included), ln q, the Hessian
+    /// (column-major) with its eigenvalues, and the responsibilities if kept.
+    fn push(&mut self, x: &[f64], w: &[f64], lnq: f64, hessian: &[f64], resp: Option<&[f64]>) {
+        let d = x.len();
+        self.w.extend_from_slice(w);
+        self.x.extend_from_slice(x);
+        self.lnq.push(lnq);
+        extend_sym_eigenvalues(hessian, d, &mut self.mu);
+        self.h.extend_from_slice(hessian);
+        if let Some(r) = resp {
+            self.resp.extend_from_slice(r);
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.lnq.len()
     }
