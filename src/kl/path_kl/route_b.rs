@@ -92,6 +92,8 @@ impl InnerRule<'_> {
         let mut y = vec![0.0; d];
         let mut r = vec![0.0; d];
         let mut terms = vec![0.0; inner.len()];
+        // ln r_k once per node, not once per inner node and component.
+        let ln_resp: Vec<f64> = inner.iter().map(|&j2| resp[j2].ln()).collect();
         for (o, rule) in out.iter_mut().zip(self.rules) {
             let (nodes, weights) = rule;
             let mut acc = NeumaierSum::new();
@@ -106,9 +108,9 @@ impl InnerRule<'_> {
                         }
                         y[i] = s;
                     }
-                    for (t, &j2) in terms.iter_mut().zip(&inner) {
+                    for ((t, &j2), &lr) in terms.iter_mut().zip(&inner).zip(&ln_resp) {
                         let quad = quad_form(&self.s_inv[j2], &y, &means[j2], &mut r);
-                        *t = resp[j2].ln() - 0.5 * (self.s_ln_det[j2] + quad);
+                        *t = lr - 0.5 * (self.s_ln_det[j2] + quad);
                     }
                     let ln_q = crate::numeric::log_sum_exp(&terms);
                     let ln_n = -0.5 * (ln_det_c + quad_form(&c_inv, &y, &mean, &mut r));
