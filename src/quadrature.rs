@@ -137,6 +137,21 @@ pub struct Cubature {
 }
 
 impl Cubature {
+    /// A rule with no nodes, of the lattice's shape (3 nested slots, density weighted): the
+    /// buffers [`lattice_into`] fills.
+    #[must_use]
+    pub fn empty_lattice(dim: usize) -> Self {
+        Self {
+            dim,
+            points: Vec::new(),
+            weights: Vec::new(),
+            slots: 3,
+            density_weighted: true,
+            model: ErrorModel::Refinement,
+            axes: Vec::new(),
+        }
+    }
+
     /// Number of nodes.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -161,15 +176,7 @@ impl Cubature {
 /// Returns `None` if the grid would exceed `params.max_nodes` or D > 3.
 #[must_use]
 pub fn lattice(q: &Mixture, params: &LatticeParams) -> Option<Cubature> {
-    let mut rule = Cubature {
-        dim: q.dim(),
-        points: Vec::new(),
-        weights: Vec::new(),
-        slots: 3,
-        density_weighted: true,
-        model: ErrorModel::Refinement,
-        axes: Vec::new(),
-    };
+    let mut rule = Cubature::empty_lattice(q.dim());
     lattice_into(q, params, &mut rule).then_some(rule)
 }
 

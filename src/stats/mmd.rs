@@ -226,17 +226,9 @@ fn mmd2_raw(
 ) -> Result<Vec<RawMmd>, MetricsError> {
     let d = validate("x", x, None, 2)?;
     validate("y", y, Some(d), 2)?;
-    let is_default = check_bandwidths(bandwidths)?;
-    let (n, m) = (x.len(), y.len());
-    let (fx, fy) = (flatten(x, d), flatten(y, d));
-    Ok(if is_default && !force_generic {
-        let yy = within_pass(&fy, m, d, &DefaultKernels);
-        mmd_with_yy(&fx, n, &fy, m, d, &DefaultKernels, &yy)
-    } else {
-        let kern = generic_kernels(bandwidths);
-        let yy = within_pass(&fy, m, d, &kern);
-        mmd_with_yy(&fx, n, &fy, m, d, &kern, &yy)
-    })
+    let fast = check_bandwidths(bandwidths)? && !force_generic;
+    let reference = MmdReference::prepare(flatten(y, d), y.len(), d, bandwidths, fast);
+    Ok(reference.raw_against(&flatten(x, d), x.len()))
 }
 
 /// A reference sample prepared once for many [`mmd2_unbiased_with`] calls: its points and
@@ -247,7 +239,8 @@ pub struct MmdReference {
     m: usize,
     d: usize,
     bandwidths: Vec<f64>,
-    is_default: bool,
+    /// The bandwidths are [`MMD_BANDWIDTHS`]: one `exp` per pair ([`DefaultKernels`]).
+    fast: bool,
     yy: PassSums,
 }
 
@@ -258,22 +251,36 @@ impl MmdReference {
     /// As [`mmd2_unbiased`] for its `y` and `bandwidths`.
     pub fn new(y: &[DVector<f64>], bandwidths: &[f64]) -> Result<Self, MetricsError> {
         let d = validate("y", y, None, 2)?;
-        let is_default = check_bandwidths(bandwidths)?;
-        let m = y.len();
-        let points = flatten(y, d);
-        let yy = if is_default {
+        let fast = check_bandwidths(bandwidths)?;
+        Ok(Self::prepare(flatten(y, d), y.len(), d, bandwidths, fast))
+    }
+
+    /// From validated, flattened points: the reference's own pass with the kernel family.
+    fn prepare(points: Vec<f64>, m: usize, d: usize, bandwidths: &[f64], fast: bool) -> Self {
+        let yy = if fast {
             within_pass(&points, m, d, &DefaultKernels)
         } else {
             within_pass(&points, m, d, &generic_kernels(bandwidths))
         };
-        Ok(Self {
+        Self {
             points,
             m,
             d,
             bandwidths: bandwidths.to_vec(),
-            is_default,
+            fast,
             yy,
-        })
+        }
+    }
+
+    /// The raw estimates of the validated, flattened sample `x` (`n` points) against this
+    /// reference, per kernel (bandwidths, then the sum).
+    fn raw_against(&self, x: &[f64], n: usize) -> Vec<RawMmd> {
+        let (y, m, d) = (&self.points[..], self.m, self.d);
+        if self.fast {
+            mmd_with_yy(x, n, y, m, d, &DefaultKernels, &self.yy)
+        } else {
+            mmd_with_yy(x, n, y, m, d, &generic_kernels(&self.bandwidths), &self.yy)
+        }
     }
 }
 
@@ -308,17 +315,9 @@ pub fn mmd2_unbiased_with(
     x: &[DVector<f64>],
     reference: &MmdReference,
 ) -> Result<MmdEstimate, MetricsError> {
-    let r = reference;
-    let d = validate("x", x, Some(r.d), 2)?;
-    let n = x.len();
-    let fx = flatten(x, d);
-    let raw = if r.is_default {
-        mmd_with_yy(&fx, n, &r.points, r.m, d, &DefaultKernels, &r.yy)
-    } else {
-        let kern = generic_kernels(&r.bandwidths);
-        mmd_with_yy(&fx, n, &r.points, r.m, d, &kern, &r.yy)
-    };
-    estimate(raw, &r.bandwidths)
+    let d = validate("x", x, Some(reference.d), 2)?;
+    let raw = reference.raw_against(&flatten(x, d), x.len());
+    estimate(raw, &reference.bandwidths)
 }
 
 /// Unbiased MMD² between two samples with Gaussian kernels, per bandwidth and for the sum

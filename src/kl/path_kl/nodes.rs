@@ -5,11 +5,12 @@
 use crate::data::mixture::{Mixture, SeparableLattice};
 use crate::kernel::family::extend_sym_eigenvalues;
 use crate::numeric::NeumaierSum;
-use crate::quadrature::{for_each_node_with_mass, lattice_into, qmc, Cubature, ErrorModel};
+use crate::quadrature::{for_each_node_with_mass, lattice_into, qmc, Cubature};
 
 use super::{PathKlError, PathKlParams, RuleChoice};
 
 /// Per-node values at one time.
+#[derive(Default)]
 pub(super) struct Nodes {
     pub(super) slots: usize,
     pub(super) w: Vec<f64>,
@@ -40,24 +41,8 @@ pub(super) struct Scratch {
 impl Scratch {
     pub(super) fn new() -> Self {
         Self {
-            rule: Cubature {
-                dim: 0,
-                points: Vec::new(),
-                weights: Vec::new(),
-                slots: 0,
-                density_weighted: false,
-                model: ErrorModel::Refinement,
-                axes: Vec::new(),
-            },
-            nodes: Nodes {
-                slots: 0,
-                w: Vec::new(),
-                x: Vec::new(),
-                lnq: Vec::new(),
-                mu: Vec::new(),
-                h: Vec::new(),
-                resp: Vec::new(),
-            },
+            rule: Cubature::empty_lattice(0),
+            nodes: Nodes::default(),
         }
     }
 }

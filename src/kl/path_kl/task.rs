@@ -309,9 +309,9 @@ mod tests {
     fn shared_log_offsets_equal_the_series_route_within_their_floor() {
         // Two routes to KL(N(m, C) || N(m, sigma^2 I)): iso_offset's cancellation-free
         // u - ln(1 + u) per eigenvalue, and IsoTerms' difference of the full term's logs.
-        // They must agree within the round-off floor the difference is charged with,
-        // 16 eps times the size of its parts and of the logs' conditioning, over small and large steps, all three families'
-        // kinds of scale and eigenvalues down to 1 + b mu = 1e-3.
+        // They must agree within the round-off floor the difference is charged with, 16 eps
+        // times the size of its parts and of the logs' conditioning, over small and large
+        // steps, all three families' kinds of scale and eigenvalues down to 1 + b mu = 1e-3.
         let d = 2;
         for &(a2, b) in &[(1.0 - 1e-4, 1e-4), (0.99, 0.01), (0.7, 0.3)] {
             let scales = [
