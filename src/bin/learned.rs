@@ -83,6 +83,19 @@ struct TrainArgs {
     /// Fourier frequencies of the time input.
     #[arg(long, default_value_t = 6)]
     fourier: usize,
+    /// Network: mlp, or unet (a time-conditioned U-Net, image data sets only; its checkpoints
+    /// go to `<out>/<data>/unet/`).
+    #[arg(long, default_value = "mlp")]
+    net: String,
+    /// U-Net: channels of the first resolution (the others have twice as many).
+    #[arg(long, default_value_t = 32)]
+    channels: usize,
+    /// U-Net: resolutions (2 for 8x8 images, 3 for 32x32).
+    #[arg(long, default_value_t = 2)]
+    levels: usize,
+    /// U-Net: group-norm groups (must divide --channels).
+    #[arg(long, default_value_t = 8)]
+    groups: usize,
     /// Checkpoint directory (files go to `<out>/<data>/`).
     #[arg(long, default_value = "studies/models")]
     out: PathBuf,
@@ -128,6 +141,10 @@ struct EvalArgs {
     /// Checkpoint directory.
     #[arg(long, default_value = "studies/models")]
     models: PathBuf,
+    /// Network of the checkpoints: mlp (`<models>/<data>/`) or unet (`<models>/<data>/unet/`;
+    /// outputs then named `..._<data>_unet...`).
+    #[arg(long, default_value = "mlp")]
+    net: String,
     /// Lattice spacing (fraction of the smallest component sd of q_t) of every expectation.
     #[arg(long, default_value_t = 0.25)]
     h_frac: f64,
@@ -224,6 +241,10 @@ fn train(args: &TrainArgs) -> Result<(), Outcome> {
         hidden: args.hidden,
         layers: args.layers,
         fourier: args.fourier,
+        net: args.net.clone(),
+        channels: args.channels,
+        levels: args.levels,
+        groups: args.groups,
         out: args.out.clone(),
         root: PathBuf::new(),
     };
@@ -262,6 +283,7 @@ fn eval(args: &EvalArgs) -> Result<(), Outcome> {
         samples: args.samples,
         kernels: args.kernels.clone(),
         models: args.models.clone(),
+        net: args.net.clone(),
         h_frac: args.h_frac,
         early_stop: args.early_stop,
         rule: args.rule.clone(),

@@ -2,17 +2,19 @@
 //! configuration as JSON bytes (`meta_json`, u8), so a file is self-describing: what model it
 //! is, for which data, its shape, its Gaussian prior and how it was trained.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::backbone::Backbone;
 use super::conditioning::GaussianPrior;
 use super::heads::{Head, HeadKind};
 use super::mlp::{MlpShape, TimeMlp};
 use super::score_net::ScoreNet;
 use super::train::{TrainInfo, TrainParams};
+use super::unet::{TimeUnet, UnetShape};
 use super::LearnedError;
 
 /// What a checkpoint holds.
@@ -33,8 +35,12 @@ pub struct CheckpointMeta {
     pub data: String,
     /// For heads: the score it was trained against (`exact` or `learned`).
     pub score: Option<String>,
-    /// The MLP shape.
+    /// The MLP shape; for a U-Net, `input` = `output` = `D` (what [`check_meta`] reads),
+    /// `hidden` its base channels, `layers` its resolutions.
     pub shape: MlpShape,
+    /// The U-Net shape, for a U-Net checkpoint (absent for an MLP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unet: Option<UnetShape>,
     /// The Gaussian prior.
     pub prior: GaussianPrior,
     /// The training settings.
@@ -52,14 +58,9 @@ fn ck_err(path: &Path, reason: impl Into<String>) -> LearnedError {
     }
 }
 
-fn save(path: &Path, mlp: &TimeMlp, meta: &CheckpointMeta) -> Result<(), LearnedError> {
+fn save(path: &Path, net: &Backbone, meta: &CheckpointMeta) -> Result<(), LearnedError> {
     let mut map: HashMap<String, Tensor> = HashMap::new();
-    for (i, p) in mlp.params().iter().enumerate() {
-        let name = if i % 2 == 0 {
-            format!("w{}", i / 2)
-        } else {
-            format!("b{}", i / 2)
-        };
+    for (name, p) in net.named_params() {
         map.insert(name, p.to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
     }
     let json = serde_json::to_vec(meta).map_err(|e| ck_err(path, e.to_string()))?;
@@ -100,9 +101,22 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta, LearnedError> {
     meta_of(path, &read_map(path, &Device::Cpu)?)
 }
 
-fn load(path: &Path, device: &Device) -> Result<(TimeMlp, CheckpointMeta), LearnedError> {
-    let map = read_map(path, device)?;
+fn load(path: &Path, device: &Device) -> Result<(Backbone, CheckpointMeta), LearnedError> {
+    let mut map = read_map(path, device)?;
     let meta = meta_of(path, &map)?;
+    if let Some(shape) = &meta.unet {
+        let mut params = BTreeMap::new();
+        for spec in shape.param_specs(1.0) {
+            let t = map
+                .remove(&spec.name)
+                .ok_or_else(|| ck_err(path, format!("missing tensor `{}`", spec.name)))?;
+            params.insert(spec.name, t.to_dtype(DType::F32)?);
+        }
+        check_finite(path, params.iter().map(|(k, v)| (k.clone(), v)))?;
+        let net = TimeUnet::from_params(shape.clone(), params, device)
+            .map_err(|e| ck_err(path, e.to_string()))?;
+        return Ok((Backbone::Unet(net), meta));
+    }
     let layers = meta.shape.layer_dims().len();
     let mut params = Vec::with_capacity(2 * layers);
     for l in 0..layers {
@@ -113,21 +127,29 @@ fn load(path: &Path, device: &Device) -> Result<(TimeMlp, CheckpointMeta), Learn
             params.push(t.to_dtype(DType::F32)?);
         }
     }
-    check_finite(path, &params)?;
+    check_finite(
+        path,
+        params.iter().enumerate().map(|(i, p)| {
+            let name = if i % 2 == 0 {
+                format!("w{}", i / 2)
+            } else {
+                format!("b{}", i / 2)
+            };
+            (name, p)
+        }),
+    )?;
     let mlp = TimeMlp::from_params(meta.shape, params, device)
         .map_err(|e| ck_err(path, e.to_string()))?;
-    Ok((mlp, meta))
+    Ok((Backbone::Mlp(mlp), meta))
 }
 
 /// Every weight and bias must be finite: a NaN or infinite parameter would make every output
 /// NaN (a silent `inf` path KL), so such a file is refused on load.
-fn check_finite(path: &Path, params: &[Tensor]) -> Result<(), LearnedError> {
-    for (i, p) in params.iter().enumerate() {
-        let name = if i % 2 == 0 {
-            format!("w{}", i / 2)
-        } else {
-            format!("b{}", i / 2)
-        };
+fn check_finite<'a>(
+    path: &Path,
+    params: impl Iterator<Item = (String, &'a Tensor)>,
+) -> Result<(), LearnedError> {
+    for (name, p) in params {
         let v: Vec<f32> = p.flatten_all()?.to_vec1::<f32>()?;
         if let Some((j, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
             return Err(ck_err(
@@ -242,7 +264,7 @@ pub fn load_head_for(
 /// # Errors
 /// [`LearnedError::Checkpoint`] on I/O; candle errors.
 pub fn save_score(path: &Path, net: &ScoreNet, meta: &CheckpointMeta) -> Result<(), LearnedError> {
-    save(path, net.mlp(), meta)
+    save(path, net.backbone(), meta)
 }
 
 /// Saves a covariance head.
@@ -250,7 +272,7 @@ pub fn save_score(path: &Path, net: &ScoreNet, meta: &CheckpointMeta) -> Result<
 /// # Errors
 /// [`LearnedError::Checkpoint`] on I/O; candle errors.
 pub fn save_head(path: &Path, head: &Head, meta: &CheckpointMeta) -> Result<(), LearnedError> {
-    save(path, head.mlp(), meta)
+    save(path, head.backbone(), meta)
 }
 
 /// Loads a score network (frozen: plain-tensor parameters).
@@ -262,7 +284,7 @@ pub fn load_score(
     path: &Path,
     device: &Device,
 ) -> Result<(ScoreNet, CheckpointMeta), LearnedError> {
-    let (mlp, meta) = load(path, device)?;
+    let (net, meta) = load(path, device)?;
     if meta.kind != ModelKind::Score {
         return Err(ck_err(
             path,
@@ -270,7 +292,10 @@ pub fn load_score(
         ));
     }
     check_prior(path, &meta)?;
-    Ok((ScoreNet::from_parts(mlp, meta.prior.clone(), device), meta))
+    Ok((
+        ScoreNet::from_backbone(net, meta.prior.clone(), device),
+        meta,
+    ))
 }
 
 /// Loads a covariance head (frozen).
@@ -279,18 +304,34 @@ pub fn load_score(
 /// [`LearnedError::Checkpoint`] for a missing, corrupt (non-finite parameters included) or
 /// wrong-kind file.
 pub fn load_head(path: &Path, device: &Device) -> Result<(Head, CheckpointMeta), LearnedError> {
-    let (mlp, meta) = load(path, device)?;
+    let (net, meta) = load(path, device)?;
     let ModelKind::Head(kind) = meta.kind else {
         return Err(ck_err(path, "holds a score network, not a covariance head"));
     };
     check_prior(path, &meta)?;
     Ok((
-        Head::from_parts(kind, mlp, meta.prior.clone(), device),
+        Head::from_backbone(kind, net, meta.prior.clone(), device),
         meta,
     ))
 }
 
 fn check_prior(path: &Path, meta: &CheckpointMeta) -> Result<(), LearnedError> {
+    if let Some(u) = &meta.unet {
+        if u.dim() != meta.shape.input || meta.shape.output != meta.shape.input {
+            return Err(ck_err(
+                path,
+                format!(
+                    "a U-Net on {}x{}x{} images (D = {}) recorded as mapping {} -> {}",
+                    u.channels,
+                    u.height,
+                    u.width,
+                    u.dim(),
+                    meta.shape.input,
+                    meta.shape.output
+                ),
+            ));
+        }
+    }
     if meta.prior.mean.len() != meta.shape.input
         || !meta.prior.mean.iter().all(|m| m.is_finite())
         || !(meta.prior.var.is_finite() && meta.prior.var > 0.0)

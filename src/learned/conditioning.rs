@@ -169,18 +169,18 @@ impl GaussianPrior {
     }
 }
 
-/// A network that is a residual over the Gaussian prior: an MLP of the scaled input
-/// `u = c_in (x - sqrt(abar) mu_d)` and the time input, with the prior it is scaled by.
-/// [`super::ScoreNet`] and [`super::Head`] are this plus how they read the output.
+/// A network that is a residual over the Gaussian prior: a backbone (MLP or U-Net) of the
+/// scaled input `u = c_in (x - sqrt(abar) mu_d)` and the time input, with the prior it is
+/// scaled by. [`super::ScoreNet`] and [`super::Head`] are this plus how they read the output.
 #[derive(Clone, Debug)]
 pub struct PriorNet {
-    mlp: super::TimeMlp,
+    net: super::Backbone,
     prior: GaussianPrior,
     device: Device,
 }
 
 impl PriorNet {
-    /// A fresh network of shape `shape` (`D -> D`) and its variables.
+    /// A fresh MLP network of shape `shape` (`D -> D`) and its variables.
     ///
     /// # Errors
     /// As [`super::TimeMlp::init_for`].
@@ -191,14 +191,40 @@ impl PriorNet {
         device: &Device,
     ) -> Result<(Self, Vec<candle_core::Var>), LearnedError> {
         let (mlp, vars) = super::TimeMlp::init_for(&prior, shape, seed, device)?;
-        Ok((Self::new(mlp, prior, device), vars))
+        Ok((Self::new(super::Backbone::Mlp(mlp), prior, device), vars))
+    }
+
+    /// A fresh network of architecture `arch` (`D -> D`, `D` the prior's dimension) and its
+    /// variables, its output scaled by 0.1 so that it starts near the prior.
+    ///
+    /// # Errors
+    /// [`LearnedError::Shape`] when `arch` does not map `D -> D`; a bad shape; candle errors.
+    pub fn init_arch(
+        prior: GaussianPrior,
+        arch: &super::Arch,
+        seed: u64,
+        device: &Device,
+    ) -> Result<(Self, Vec<candle_core::Var>), LearnedError> {
+        if let super::Arch::Mlp(shape) = arch {
+            return Self::init(prior, *shape, seed, device);
+        }
+        let d = prior.mean.len();
+        if arch.dim() != d {
+            return Err(LearnedError::Shape(format!(
+                "a {} for D = {} on data of dimension {d}",
+                arch.name(),
+                arch.dim()
+            )));
+        }
+        let (net, vars) = super::Backbone::init(arch, seed, 0.1, device)?;
+        Ok((Self::new(net, prior, device), vars))
     }
 
     /// A network from its parts (checkpoint loading).
     #[must_use]
-    pub fn new(mlp: super::TimeMlp, prior: GaussianPrior, device: &Device) -> Self {
+    pub fn new(net: super::Backbone, prior: GaussianPrior, device: &Device) -> Self {
         Self {
-            mlp,
+            net,
             prior,
             device: device.clone(),
         }
@@ -207,7 +233,7 @@ impl PriorNet {
     /// The same network with plain-tensor parameters.
     #[must_use]
     pub fn frozen(&self) -> Self {
-        Self::new(self.mlp.frozen(), self.prior.clone(), &self.device)
+        Self::new(self.net.frozen(), self.prior.clone(), &self.device)
     }
 
     /// The same network in `dtype`.
@@ -216,16 +242,22 @@ impl PriorNet {
     /// Candle errors.
     pub fn to_dtype(&self, dtype: DType) -> Result<Self, LearnedError> {
         Ok(Self::new(
-            self.mlp.to_dtype(dtype)?,
+            self.net.to_dtype(dtype)?,
             self.prior.clone(),
             &self.device,
         ))
     }
 
-    /// The MLP.
+    /// The backbone network.
     #[must_use]
-    pub fn mlp(&self) -> &super::TimeMlp {
-        &self.mlp
+    pub fn backbone(&self) -> &super::Backbone {
+        &self.net
+    }
+
+    /// The MLP, if the backbone is one.
+    #[must_use]
+    pub fn mlp(&self) -> Option<&super::TimeMlp> {
+        self.net.mlp()
     }
 
     /// The Gaussian prior.
@@ -240,7 +272,7 @@ impl PriorNet {
         &self.device
     }
 
-    /// `(u, F(u, c))`: the scaled input and the MLP residual, one time per row.
+    /// `(u, F(u, c))`: the scaled input and the network residual, one time per row.
     ///
     /// # Errors
     /// Shapes, bad times; candle errors.
@@ -248,7 +280,7 @@ impl PriorNet {
         times.validate()?;
         let u = self.prior.scaled_input(x, times)?;
         let c = times.time_input(x.dtype(), x.device())?;
-        let f = self.mlp.forward(&u, &c)?;
+        let f = self.net.forward(&u, &c)?;
         Ok((u, f))
     }
 }

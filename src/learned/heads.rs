@@ -39,6 +39,7 @@
 
 use candle_core::{Device, Tensor, Var};
 
+use super::backbone::{Arch, Backbone};
 use super::conditioning::{one_minus_exp, GaussianPrior, PriorNet, RowTimes};
 use super::mlp::{MlpShape, TimeMlp};
 use super::score_net::ScoreNet;
@@ -124,12 +125,38 @@ impl Head {
         Ok((Self { kind, net }, vars))
     }
 
+    /// A fresh head of architecture `arch` (`D -> D`) and its variables.
+    ///
+    /// # Errors
+    /// As [`PriorNet::init_arch`].
+    pub fn init_arch(
+        kind: HeadKind,
+        prior: GaussianPrior,
+        arch: &Arch,
+        seed: u64,
+        device: &Device,
+    ) -> Result<(Self, Vec<Var>), LearnedError> {
+        let (net, vars) = PriorNet::init_arch(prior, arch, seed, device)?;
+        Ok((Self { kind, net }, vars))
+    }
+
     /// A head from its parts (checkpoint loading).
     #[must_use]
     pub fn from_parts(kind: HeadKind, mlp: TimeMlp, prior: GaussianPrior, device: &Device) -> Self {
+        Self::from_backbone(kind, Backbone::Mlp(mlp), prior, device)
+    }
+
+    /// A head from a backbone of either architecture (checkpoint loading).
+    #[must_use]
+    pub fn from_backbone(
+        kind: HeadKind,
+        net: Backbone,
+        prior: GaussianPrior,
+        device: &Device,
+    ) -> Self {
         Self {
             kind,
-            net: PriorNet::new(mlp, prior, device),
+            net: PriorNet::new(net, prior, device),
         }
     }
 

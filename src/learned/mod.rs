@@ -6,6 +6,9 @@
 //!   SiLU, seeded host initialisation).
 //! - [`conditioning`]: the schedule-free time input (the log-SNR), the per-row time
 //!   quantities of a batch and the Gaussian prior every network is a residual of.
+//! - [`unet`]: [`TimeUnet`], a small time-conditioned U-Net (residual blocks, group norm,
+//!   two or three resolutions) for the image data sets; [`backbone`]: [`Backbone`], either
+//!   network behind the same residual.
 //! - [`score_net`]: [`ScoreNet`], a score `s(x, t) = -eps_hat(x, t) / sqrt(1 - abar_t)` trained
 //!   by denoising score matching; a [`crate::tensor::TensorScoreModel`] whose `H v` is reverse-mode
 //!   autograd (`J^T v`).
@@ -23,6 +26,7 @@
 //! [`LAMBDA_SCALE`]), not a schedule's own time, so a model trained once serves every
 //! schedule.
 
+pub mod backbone;
 pub mod chain;
 pub mod checkpoint;
 pub mod conditioning;
@@ -33,7 +37,9 @@ pub mod mlp;
 pub mod score_net;
 pub mod time_mixture;
 pub mod train;
+pub mod unet;
 
+pub use backbone::{Arch, Backbone};
 pub use chain::{Chain, CovSource, MeanSource};
 pub use checkpoint::{
     check_meta, load_head, load_head_for, load_score, load_score_for, read_meta, save_head,
@@ -50,3 +56,4 @@ pub use mlp::{MlpShape, TimeMlp};
 pub use score_net::{NetLocal, ScoreNet};
 pub use time_mixture::TimeMixture;
 pub use train::{train_head, train_score, OcmWeight, TrainInfo, TrainParams};
+pub use unet::{TimeUnet, UnetShape};

@@ -15,6 +15,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
+use super::backbone::{Arch, Backbone};
 use super::conditioning::{one_minus_exp, GaussianPrior, PriorNet, RowTimes};
 use super::mlp::{MlpShape, TimeMlp};
 use super::LearnedError;
@@ -49,11 +50,31 @@ impl ScoreNet {
         Ok((Self { net }, vars))
     }
 
+    /// A fresh network of architecture `arch` (`D -> D`) and its variables.
+    ///
+    /// # Errors
+    /// As [`PriorNet::init_arch`].
+    pub fn init_arch(
+        prior: GaussianPrior,
+        arch: &Arch,
+        seed: u64,
+        device: &Device,
+    ) -> Result<(Self, Vec<Var>), LearnedError> {
+        let (net, vars) = PriorNet::init_arch(prior, arch, seed, device)?;
+        Ok((Self { net }, vars))
+    }
+
     /// A network from its parts (checkpoint loading).
     #[must_use]
     pub fn from_parts(mlp: TimeMlp, prior: GaussianPrior, device: &Device) -> Self {
+        Self::from_backbone(Backbone::Mlp(mlp), prior, device)
+    }
+
+    /// A network from a backbone of either architecture (checkpoint loading).
+    #[must_use]
+    pub fn from_backbone(net: Backbone, prior: GaussianPrior, device: &Device) -> Self {
         Self {
-            net: PriorNet::new(mlp, prior, device),
+            net: PriorNet::new(net, prior, device),
         }
     }
 
@@ -95,7 +116,8 @@ impl ScoreNet {
     }
 
     /// The score and its Jacobian `J_ij = d s_i / d x_j` per row by forward-mode tangents
-    /// ([`TimeMlp::forward_jacobian`]; exact, without an autograd graph):
+    /// ([`Backbone::forward_jacobian`]: exact; forward-mode tangents for an MLP, `D` reverse-mode
+    /// products for a U-Net):
     /// `J = -c_in^2 I - (c_in / sqrt(1 - abar)) J_F(u)`. Returns `(s (N, D), J)` with `J`
     /// flat per row, column-major: `J_ij` at `n D^2 + j D + i`.
     ///
@@ -110,7 +132,7 @@ impl ScoreNet {
         let (n, d) = x.dims2()?;
         let u = self.prior().scaled_input(x, times)?;
         let c = times.time_input(x.dtype(), x.device())?;
-        let (f, jf) = self.mlp().forward_jacobian(&u, &c)?;
+        let (f, jf) = self.backbone().forward_jacobian(&u, &c)?;
         let e = (self.prior().eps(&u, times)? + f)?;
         let k = times.column(|l| -one_minus_exp(l).sqrt().recip(), x.dtype(), x.device())?;
         let s = e.broadcast_mul(&k)?;

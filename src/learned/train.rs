@@ -19,10 +19,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
+use super::backbone::Arch;
 use super::conditioning::{ln_abar_of_lambda, one_minus_exp, GaussianPrior, RowTimes};
 use super::heads::{Head, HeadKind, HeadScore, IDDPM_REF_STEP};
 use super::mlp::MlpShape;
 use super::score_net::ScoreNet;
+use super::unet::UnetShape;
 use super::LearnedError;
 use crate::process::schedule::Step;
 
@@ -53,6 +55,10 @@ pub struct TrainParams {
     pub layers: usize,
     /// Fourier frequencies of the time input.
     pub fourier: usize,
+    /// A U-Net of this shape instead of the MLP (`hidden` and `layers` then unused; its
+    /// Fourier count is its own). Absent for an MLP, so MLP settings serialise as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unet: Option<UnetShape>,
 }
 
 impl Default for TrainParams {
@@ -68,6 +74,7 @@ impl Default for TrainParams {
             hidden: 128,
             layers: 3,
             fourier: 6,
+            unet: None,
         }
     }
 }
@@ -111,6 +118,9 @@ impl TrainParams {
                 "the number of hidden layers must be >= 1".into(),
             ));
         }
+        if let Some(u) = &self.unet {
+            u.validate()?;
+        }
         Ok(())
     }
 
@@ -120,7 +130,17 @@ impl TrainParams {
         rng
     }
 
-    /// The network shape `D -> D`.
+    /// The network to build for data of dimension `d`: the U-Net when `unet` is set, else the
+    /// MLP of [`Self::shape`].
+    #[must_use]
+    pub fn arch(&self, d: usize) -> Arch {
+        match &self.unet {
+            Some(u) => Arch::Unet(u.clone()),
+            None => Arch::Mlp(self.shape(d)),
+        }
+    }
+
+    /// The MLP shape `D -> D`.
     #[must_use]
     pub fn shape(&self, d: usize) -> MlpShape {
         MlpShape {
@@ -288,7 +308,7 @@ pub fn train_score(
 ) -> Result<(ScoreNet, TrainInfo), LearnedError> {
     params.validate()?;
     let d = prior.mean.len();
-    let (net, vars) = ScoreNet::init(prior, params.shape(d), params.seed, device)?;
+    let (net, vars) = ScoreNet::init_arch(prior, &params.arch(d), params.seed, device)?;
     let mut rng = params.rng(1);
     let info = run_loop(
         vars,
@@ -370,7 +390,7 @@ pub fn train_head(
 ) -> Result<(Head, TrainInfo), LearnedError> {
     params.validate()?;
     let d = prior.mean.len();
-    let (head, vars) = Head::init(kind, prior, params.shape(d), params.seed, device)?;
+    let (head, vars) = Head::init_arch(kind, prior, &params.arch(d), params.seed, device)?;
     let mut rng = params.rng(2);
     let m = params.probes;
     let info = run_loop(

@@ -198,6 +198,20 @@ fn bad_input_exits_2_naming_the_problem() {
         ],
         "unknown model `magic`",
     );
+    // The U-Net: image data sets only, a valid shape, a known network name.
+    expect_bad(
+        &["train", "--data", "grid9", "--net", "unet", "--out", m],
+        "not an image data set",
+    );
+    for (flag, v) in [("--levels", "5"), ("--groups", "3"), ("--channels", "0")] {
+        expect_bad(
+            &[
+                "train", "--data", "digits8", "--net", "unet", flag, v, "--out", m,
+            ],
+            &format!("`{flag}`"),
+        );
+    }
+    eval(&["--net", "cnn"], "unknown network `cnn`");
     // A corrupt checkpoint.
     std::fs::create_dir_all(models.join("grid9")).expect("dir");
     std::fs::write(models.join("grid9/score.safetensors"), b"garbage").expect("write");
@@ -287,6 +301,45 @@ fn checkpoints_are_checked_against_the_run() {
         "ocm-exact.safetensors",
         &["holds the npr head", "expected the ocm head"],
     );
+    // digits8's MLP score in its U-Net slot: the recorded architecture tells.
+    let m4 = dir.join("wrong-net");
+    copy_committed(
+        &m4,
+        "digits8/score.safetensors",
+        "digits8/unet/score.safetensors",
+    );
+    let out = bin()
+        .args([
+            "eval",
+            "--data",
+            "digits8",
+            "--score",
+            "learned",
+            "--methods",
+            "beta",
+        ])
+        .args([
+            "--steps",
+            "5",
+            "--mmd-steps",
+            "none",
+            "--net",
+            "unet",
+            "--models",
+        ])
+        .arg(&m4)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for n in [
+        "`--models`",
+        "unet/score.safetensors",
+        "holds a mlp network",
+        "`net = unet`",
+    ] {
+        assert!(err.contains(n), "`{n}` not in {err}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -300,7 +353,8 @@ fn a_checkpoint_with_a_nan_weight_is_refused() {
         &device,
     )
     .expect("committed head");
-    let mut params: Vec<covlab::tensor::candle_core::Tensor> = head.mlp().params().to_vec();
+    let mut params: Vec<covlab::tensor::candle_core::Tensor> =
+        head.mlp().expect("an MLP head").params().to_vec();
     let b = &params[1];
     let mut v: Vec<f32> = b.flatten_all().and_then(|t| t.to_vec1()).expect("bias");
     v[0] = f32::NAN;

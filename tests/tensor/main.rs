@@ -12,3 +12,4 @@ mod candle_mixture;
 mod candle_samplers;
 mod learned_eval;
 mod learned_models;
+mod learned_unet;

@@ -84,20 +84,63 @@ pub(crate) fn prior_of(q0: &Mixture) -> GaussianPrior {
     GaussianPrior::from_moments(mean.iter().copied().collect(), trace)
 }
 
+/// The directory of a data set's checkpoints: `<dir>/<data>` for the MLPs, `<dir>/<data>/unet`
+/// for the U-Nets (`net`: `mlp` or `unet`).
+#[must_use]
+pub fn model_dir(dir: &Path, data: &str, net: &str) -> PathBuf {
+    match net {
+        "unet" => dir.join(data).join("unet"),
+        _ => dir.join(data),
+    }
+}
+
 /// The score network's checkpoint: `<dir>/<data>/score.safetensors`.
 #[must_use]
 pub fn score_path(dir: &Path, data: &str) -> PathBuf {
-    dir.join(data).join("score.safetensors")
+    score_path_net(dir, data, "mlp")
+}
+
+/// The score network's checkpoint of architecture `net` (under [`model_dir`]).
+#[must_use]
+pub fn score_path_net(dir: &Path, data: &str, net: &str) -> PathBuf {
+    model_dir(dir, data, net).join("score.safetensors")
 }
 
 /// A head's checkpoint: `<dir>/<data>/<kind>-<score>.safetensors`, or `sn.safetensors` (`sn`'s
 /// objective does not involve the score: one network serves both).
 #[must_use]
 pub fn head_path(dir: &Path, data: &str, kind: HeadKind, score: &str) -> PathBuf {
+    head_path_net(dir, data, kind, score, "mlp")
+}
+
+/// A head's checkpoint of architecture `net` (under [`model_dir`], named as [`head_path`]).
+#[must_use]
+pub fn head_path_net(dir: &Path, data: &str, kind: HeadKind, score: &str, net: &str) -> PathBuf {
+    let d = model_dir(dir, data, net);
     match kind {
-        HeadKind::Sn => dir.join(data).join("sn.safetensors"),
-        _ => dir
-            .join(data)
-            .join(format!("{}-{score}.safetensors", kind.name())),
+        HeadKind::Sn => d.join("sn.safetensors"),
+        _ => d.join(format!("{}-{score}.safetensors", kind.name())),
+    }
+}
+
+/// Checks a `net` key: `mlp`, or `unet` on an image data set; returns the U-Net's image shape.
+pub(crate) fn parse_net(
+    net: &str,
+    data: &str,
+) -> Result<Option<(usize, usize, usize)>, ParamError> {
+    match net {
+        "mlp" => Ok(None),
+        "unet" => crate::data::images::shape(data).map(Some).ok_or_else(|| {
+            ParamError::new(
+                "net",
+                "mlp, or unet on an image data set (digits8, digits32, synth3x32)",
+                format!("unet on `{data}`, which is not an image data set"),
+            )
+        }),
+        other => Err(ParamError::new(
+            "net",
+            "mlp or unet",
+            format!("unknown network `{other}`"),
+        )),
     }
 }

@@ -17,12 +17,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{head_path, load_data, prior_of, score_path, DataSet};
+use super::{head_path_net, load_data, parse_net, prior_of, score_path_net, DataSet};
 use crate::learned::checkpoint::CheckpointMeta;
 use crate::learned::train::DataSampler;
 use crate::learned::{
     load_score_for, save_head, save_score, train_head, train_score, Expected, HeadKind, HeadScore,
     LearnedError, MlpShape, ModelKind, OcmWeight, ScoreNet, TimeMixture, TrainInfo, TrainParams,
+    UnetShape,
 };
 use crate::study::{
     from_cell, to_cell, Assembled, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,
@@ -61,6 +62,14 @@ pub struct LearnedTrainStudy {
     pub layers: usize,
     /// Fourier frequencies of the time input.
     pub fourier: usize,
+    /// Network: `mlp`, or `unet` (image data sets; checkpoints under `<out>/<data>/unet/`).
+    pub net: String,
+    /// U-Net: channels of the first resolution (the others have twice as many).
+    pub channels: usize,
+    /// U-Net: resolutions (2 or 3 for the image presets).
+    pub levels: usize,
+    /// U-Net: group-norm groups (must divide `channels`).
+    pub groups: usize,
     /// Checkpoint directory (files go to `<out>/<data>/`; relative: under the study root).
     pub out: PathBuf,
     /// The directory a relative `out` resolves against (the study root; empty: the working
@@ -89,6 +98,10 @@ impl Default for LearnedTrainStudy {
             hidden: t.hidden,
             layers: t.layers,
             fourier: t.fourier,
+            net: "mlp".into(),
+            channels: 32,
+            levels: 2,
+            groups: 8,
             out: PathBuf::from("studies/models"),
             root: PathBuf::new(),
         }
@@ -135,6 +148,9 @@ fn train_param(e: &LearnedError, iterations_key: &'static str) -> ParamError {
             "lr" => "lr",
             "hidden" => "hidden",
             "layers" => "layers",
+            "base" => "channels",
+            "levels" => "levels",
+            "groups" => "groups",
             _ => iterations_key,
         },
         _ => iterations_key,
@@ -191,6 +207,15 @@ impl LearnedTrainStudy {
             hidden: self.hidden,
             layers: self.layers,
             fourier: self.fourier,
+            unet: parse_net(&self.net, &self.data)?.map(|(c, h, w)| UnetShape {
+                channels: c,
+                height: h,
+                width: w,
+                base: self.channels,
+                levels: self.levels,
+                groups: self.groups,
+                fourier: self.fourier,
+            }),
             ..TrainParams::default()
         };
         base.validate().map_err(|e| train_param(&e, "iterations"))?;
@@ -220,6 +245,10 @@ impl LearnedTrainStudy {
         info: &TrainInfo,
     ) -> CheckpointMeta {
         let prior = prior_of(&p.data.q0);
+        let (hidden, layers) = match &train.unet {
+            Some(u) => (u.base, u.levels),
+            None => (train.hidden, train.layers),
+        };
         CheckpointMeta {
             kind,
             data: p.data.name.clone(),
@@ -227,10 +256,11 @@ impl LearnedTrainStudy {
             shape: MlpShape {
                 input: prior.mean.len(),
                 output: prior.mean.len(),
-                hidden: train.hidden,
-                layers: train.layers,
+                hidden,
+                layers,
                 fourier: train.fourier,
             },
+            unet: train.unet.clone(),
             prior,
             train: train.clone(),
             info: info.clone(),
@@ -264,7 +294,7 @@ impl LearnedTrainStudy {
                 path: file.display().to_string(),
             });
         };
-        let sp = score_path(&out, &p.data.name);
+        let sp = score_path_net(&out, &p.data.name, &self.net);
         let learned: Option<ScoreNet> = if p.train_score {
             obs.phase("score DSM");
             let total = p.base.iterations;
@@ -281,7 +311,7 @@ impl LearnedTrainStudy {
                 "score",
                 None,
                 &info,
-                score_path(&self.out, &p.data.name),
+                score_path_net(&self.out, &p.data.name, &self.net),
             );
             Some(net)
         } else if p.scores.iter().any(|s| s == "learned")
@@ -352,7 +382,7 @@ impl LearnedTrainStudy {
                 )?;
                 let score_name = kind.trained_with_score().then(|| s.to_string());
                 save_head(
-                    &head_path(&out, &p.data.name, kind, s),
+                    &head_path_net(&out, &p.data.name, kind, s, &self.net),
                     &head,
                     &Self::meta(
                         p,
@@ -367,7 +397,7 @@ impl LearnedTrainStudy {
                     kind.name(),
                     score_name.as_deref(),
                     &info,
-                    head_path(&self.out, &p.data.name, kind, s),
+                    head_path_net(&self.out, &p.data.name, kind, s, &self.net),
                 );
             }
         }

@@ -23,13 +23,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{data_dim, head_path, load_data, score_path, DataSet};
+use super::{data_dim, head_path_net, load_data, parse_net, score_path_net, DataSet};
 use crate::data::lowrank::LowRankMixture;
 use crate::kernel::family::Family;
 use crate::learned::{
-    evaluate_chains, load_head_for, load_score_for, Chain, CovErrorRow, CovSource, EvalModels,
-    EvalParams, EvalReport, EvalRow, EvalRule, Expected, Head, HeadKind, JAsymmetryRow, MeanSource,
-    Method, ScoreNet,
+    evaluate_chains, load_head_for, load_score_for, Arch, Chain, CovErrorRow, CovSource,
+    EvalModels, EvalParams, EvalReport, EvalRow, EvalRule, Expected, Head, HeadKind, JAsymmetryRow,
+    MeanSource, Method, ScoreNet,
 };
 use crate::plot::{Plot, Series, XScale};
 use crate::process::schedule::Schedule;
@@ -84,6 +84,9 @@ pub struct LearnedEvalStudy {
     pub kernels: Vec<String>,
     /// Checkpoint directory (relative: under the study root).
     pub models: PathBuf,
+    /// Network of the checkpoints: `mlp` (under `<models>/<data>/`) or `unet` (under
+    /// `<models>/<data>/unet/`, image data sets).
+    pub net: String,
     /// Lattice spacing (fraction of the smallest component sd of q_t).
     pub h_frac: f64,
     /// Early stop: the grids start at t_0 = delta (0: at the data).
@@ -114,6 +117,7 @@ impl Default for LearnedEvalStudy {
             samples: 2000,
             kernels: vec!["ddpm".into(), "ddim".into()],
             models: PathBuf::from("studies/models"),
+            net: "mlp".into(),
             h_frac: 0.25,
             early_stop: 0.0,
             rule: "qmc".into(),

@@ -7,7 +7,16 @@ impl LearnedEvalStudy {
     /// `<data>_<score>`: the name of the default JSON and of the figures.
     #[must_use]
     pub fn label(&self) -> String {
-        format!("{}_{}", self.data, self.score)
+        format!("{}{}_{}", self.data, self.net_suffix(), self.score)
+    }
+
+    /// `_unet` for the U-Net checkpoints, empty for the MLPs (whose names are unchanged).
+    fn net_suffix(&self) -> &'static str {
+        if self.net == "unet" {
+            "_unet"
+        } else {
+            ""
+        }
     }
 
     /// The figures' label: `<data>` with the exact score (the names issue 9 fixed as an
@@ -16,9 +25,9 @@ impl LearnedEvalStudy {
     #[must_use]
     pub fn figure_label(&self) -> String {
         if self.score == "exact" {
-            self.data.clone()
+            format!("{}{}", self.data, self.net_suffix())
         } else {
-            format!("{}_{}", self.data, self.score)
+            format!("{}{}_{}", self.data, self.net_suffix(), self.score)
         }
     }
 
@@ -30,6 +39,7 @@ impl LearnedEvalStudy {
     /// dimension of an image preset comes from its shape).
     pub(super) fn plan(&self) -> Result<Plan, ParamError> {
         let dim = data_dim(&self.data)?;
+        parse_net(&self.net, &self.data)?;
         let learned = match self.score.as_str() {
             "exact" => false,
             "learned" => true,
@@ -231,20 +241,37 @@ impl LearnedEvalStudy {
             dim: p.dim,
             score: &self.score,
         };
+        let arch_ok = |path: &std::path::Path, arch: Arch| {
+            if arch.name() == self.net {
+                Ok(())
+            } else {
+                Err(ParamError::new(
+                    "models",
+                    "a directory holding the checkpoints",
+                    format!(
+                        "{} holds a {} network, the run asks for `net = {}`",
+                        path.display(),
+                        arch.name(),
+                        self.net
+                    ),
+                ))
+            }
+        };
         let net = if p.learned {
-            Some(
-                load_score_for(&score_path(&dir, &self.data), device, &expected)
-                    .map_err(bad)?
-                    .0,
-            )
+            let path = score_path_net(&dir, &self.data, &self.net);
+            let net = load_score_for(&path, device, &expected).map_err(bad)?.0;
+            arch_ok(&path, net.backbone().arch())?;
+            Some(net)
         } else {
             None
         };
         let mut heads = Vec::new();
         for m in &p.methods {
             if let Method::Head(k) = m {
-                let path = head_path(&dir, &self.data, *k, &self.score);
-                heads.push(load_head_for(&path, *k, device, &expected).map_err(bad)?.0);
+                let path = head_path_net(&dir, &self.data, *k, &self.score, &self.net);
+                let head = load_head_for(&path, *k, device, &expected).map_err(bad)?.0;
+                arch_ok(&path, head.backbone().arch())?;
+                heads.push(head);
             }
         }
         Ok(Models { net, heads })
