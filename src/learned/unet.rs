@@ -42,6 +42,12 @@ use super::LearnedError;
 /// The group-norm epsilon.
 const GN_EPS: f64 = 1e-5;
 
+/// Rows per piece of [`TimeUnet::forward`].
+const FORWARD_ROWS: usize = 2048;
+
+/// Replicas (rows x probes) per reverse pass of [`TimeUnet::forward_jacobian`].
+const JACOBIAN_REPLICAS: usize = 1024;
+
 /// The shape of a [`TimeUnet`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnetShape {
@@ -463,6 +469,23 @@ impl TimeUnet {
     /// # Errors
     /// Shape mismatches; candle errors.
     pub fn forward(&self, u: &Tensor, c: &Tensor) -> Result<Tensor, LearnedError> {
+        let n = u.dims2()?.0;
+        if n <= FORWARD_ROWS || c.dims2()?.0 != n {
+            return self.forward_rows(u, c);
+        }
+        // Rows in chunks: im2col holds 9 C H W floats per row and layer (an evaluation batch of
+        // 16k digits8 rows peaked at 21 GB in one piece). Rows are independent (group norm is
+        // per row), so chunking is exact.
+        let mut parts = Vec::new();
+        for start in (0..n).step_by(FORWARD_ROWS) {
+            let m = FORWARD_ROWS.min(n - start);
+            parts.push(self.forward_rows(&u.narrow(0, start, m)?, &c.narrow(0, start, m)?)?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// [`Self::forward`] on one chunk of rows.
+    fn forward_rows(&self, u: &Tensor, c: &Tensor) -> Result<Tensor, LearnedError> {
         let s = &self.shape;
         let (n, d) = u.dims2()?;
         if d != s.dim() || c.dims2()? != (n, 1) {
@@ -520,6 +543,23 @@ impl TimeUnet {
         let frozen = self.frozen();
         let out = frozen.forward(u, c)?;
         let (n, d) = u.dims2()?;
+        // Rows in chunks of at most JACOBIAN_REPLICAS / D: the reverse pass keeps every
+        // activation of D N replicas alive (about 0.6 MB per replica at base 16 on 8 x 8),
+        // and the evaluation's batches of 16k rows would need tens of GB at once.
+        let rows = (JACOBIAN_REPLICAS / d.max(1)).max(1);
+        let mut parts = Vec::new();
+        for start in (0..n).step_by(rows) {
+            let m = rows.min(n - start);
+            let (us, cs) = (u.narrow(0, start, m)?, c.narrow(0, start, m)?);
+            parts.push(frozen.jacobian_rows(&us, &cs)?);
+        }
+        let jac = Tensor::cat(&parts, 1)?;
+        Ok((out, jac))
+    }
+
+    /// The Jacobian of [`Self::forward_jacobian`] for one chunk of rows: `(D, N, D)`.
+    fn jacobian_rows(&self, u: &Tensor, c: &Tensor) -> Result<Tensor, LearnedError> {
+        let (n, d) = u.dims2()?;
         // Replica k of row r at (k N + r): probe e_k.
         let ur = Var::from_tensor(
             &u.detach()
@@ -539,10 +579,9 @@ impl TimeUnet {
             .broadcast_as((d, n, d))?
             .reshape((d * n, d))?
             .contiguous()?;
-        let f = frozen.forward(ur.as_tensor(), &cr)?;
+        let f = self.forward(ur.as_tensor(), &cr)?;
         let g = crate::tensor::grad_of_dot(&f, &probes, &ur)?; // row (k, r): d F_k / d u_i
-        let jac = g.reshape((d, n, d))?.permute((2, 1, 0))?.contiguous()?;
-        Ok((out, jac))
+        Ok(g.reshape((d, n, d))?.permute((2, 1, 0))?.contiguous()?)
     }
 }
 

@@ -25,6 +25,7 @@ device_tests!(
     unet_jt_v_and_jacobian_equal_finite_differences,
     unet_learns_the_score_of_a_gaussian_image_model,
     lgs_with_k_equal_to_d_on_the_unet_equals_the_dense_krylov_step,
+    unet_forward_and_jacobian_in_row_chunks_equal_the_rows_alone,
 );
 
 /// A small U-Net on 1x8x8 images (D = 64).
@@ -401,4 +402,43 @@ fn dense_krylov_sqrt(c: &DMatrix<f64>, z: &DVector<f64>, lower: f64) -> (DVector
         out += q * y[k];
     }
     (out * z.norm(), clipped)
+}
+
+/// A batch larger than the forward's piece (2048 rows) and than the Jacobian's (1024 / D = 16
+/// rows) is computed in chunks: every row's output and Jacobian must equal the same row
+/// computed in a small batch of its own. Rows are independent (group norm is per row); the
+/// matmuls may block differently for a different row count, so agreement is to f32 round-off
+/// (1e-5 relative to the output's scale), not bits.
+fn unet_forward_and_jacobian_in_row_chunks_equal_the_rows_alone(device: &Device) -> Result<()> {
+    let (net, _) = TimeUnet::init(shape8(8), 5, 1.0, device)?;
+    let n = 2100;
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let uv = normals(&mut rng, n * 64);
+    let u = tensor(&uv, n, 64, DType::F32, device)?;
+    let cv: Vec<f32> = (0..n).map(|i| -2.0 + 4.0 * i as f32 / n as f32).collect();
+    let c = Tensor::from_vec(cv, (n, 1), device)?;
+    let all = host_flat(&net.forward(&u, &c)?)?;
+    let scale = all.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    for start in [0usize, 2040, 2090] {
+        let m = 10;
+        let part = host_flat(&net.forward(&u.narrow(0, start, m)?, &c.narrow(0, start, m)?)?)?;
+        let err = part
+            .iter()
+            .zip(&all[start * 64..(start + m) * 64])
+            .fold(0.0f64, |e, (a, b)| e.max((a - b).abs()));
+        assert!(err <= 1e-5 * scale, "forward rows {start}..: {err:e} (scale {scale:e})");
+    }
+    // The Jacobian on 40 rows (three chunks of 16) against rows 17..20 alone.
+    let (u40, c40) = (u.narrow(0, 0, 40)?, c.narrow(0, 0, 40)?);
+    let (_, jac) = net.forward_jacobian(&u40, &c40)?; // (D, N, D)
+    let (_, jac3) = net.forward_jacobian(&u40.narrow(0, 17, 3)?, &c40.narrow(0, 17, 3)?)?;
+    let big = host_flat(&jac.narrow(1, 17, 3)?.contiguous()?)?;
+    let small = host_flat(&jac3)?;
+    let jscale = big.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let err = big
+        .iter()
+        .zip(&small)
+        .fold(0.0f64, |e, (a, b)| e.max((a - b).abs()));
+    assert!(err <= 1e-5 * jscale, "jacobian: {err:e} (scale {jscale:e})");
+    Ok(())
 }
