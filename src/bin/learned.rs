@@ -87,6 +87,10 @@ struct TrainArgs {
     /// go to `<out>/<data>/unet/`).
     #[arg(long, default_value = "mlp")]
     net: String,
+    /// Network of the covariance heads: mlp or unet (default: --net). The heads go beside the
+    /// score, under --net's directory.
+    #[arg(long)]
+    head_net: Option<String>,
     /// U-Net: channels of the first resolution (the others have twice as many).
     #[arg(long, default_value_t = 32)]
     channels: usize,
@@ -116,7 +120,9 @@ struct EvalArgs {
     #[arg(long, default_value = "exact")]
     score: String,
     /// Comma list of methods: beta, beta-tilde, analytic, diag, full, `hutchinson-<M>`, ocm, sn,
-    /// npr, iddpm, full-jt, full-j, full-sym (default: all that apply to the score).
+    /// npr, iddpm, full-jt, full-j, full-sym (default: all that apply to the score), and the
+    /// sampled-only LGS variants `lgs-<k>`, `lgs-<k>-b<L>` (LGS-batched), `lgsb-<k>[-b<L>]`
+    /// (LGSb; DDPM MMD rows, no exact path KL).
     #[arg(long)]
     methods: Option<String>,
     /// The T values.
@@ -138,6 +144,13 @@ struct EvalArgs {
     /// Kernels of the MMD rows: ddpm, ddim.
     #[arg(long, value_delimiter = ',', default_value = "ddpm,ddim")]
     kernels: Vec<String>,
+    /// The sampled chains' last step: mean (no noise) or noisy (a draw from the last kernel:
+    /// the chain whose exact path KL the rows report).
+    #[arg(long, default_value = "mean")]
+    last_step: String,
+    /// LGSb: the fraction of the steps (the last ones) that use LGS; beta-tilde before.
+    #[arg(long, default_value_t = 0.5)]
+    lgsb_fraction: f64,
     /// Checkpoint directory.
     #[arg(long, default_value = "studies/models")]
     models: PathBuf,
@@ -145,6 +158,10 @@ struct EvalArgs {
     /// outputs then named `..._<data>_unet...`).
     #[arg(long, default_value = "mlp")]
     net: String,
+    /// Network of the covariance heads: mlp or unet (default: --net; read from --net's
+    /// directory).
+    #[arg(long)]
+    head_net: Option<String>,
     /// Lattice spacing (fraction of the smallest component sd of q_t) of every expectation.
     #[arg(long, default_value_t = 0.25)]
     h_frac: f64,
@@ -242,6 +259,7 @@ fn train(args: &TrainArgs) -> Result<(), Outcome> {
         layers: args.layers,
         fourier: args.fourier,
         net: args.net.clone(),
+        head_net: args.head_net.clone(),
         channels: args.channels,
         levels: args.levels,
         groups: args.groups,
@@ -282,8 +300,11 @@ fn eval(args: &EvalArgs) -> Result<(), Outcome> {
         mmd_steps,
         samples: args.samples,
         kernels: args.kernels.clone(),
+        last_step: args.last_step.clone(),
+        lgsb_fraction: args.lgsb_fraction,
         models: args.models.clone(),
         net: args.net.clone(),
+        head_net: args.head_net.clone(),
         h_frac: args.h_frac,
         early_stop: args.early_stop,
         rule: args.rule.clone(),

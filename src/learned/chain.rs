@@ -8,6 +8,8 @@
 //! and for DDIM's clean-data posterior (`a^2 = abar_t`) alike. The step `(s, t)` is recovered
 //! from `ln abar_t` (given to [`TensorScoreModel::at`]) and `a^2` (`ln abar_s = ln abar_t - ln a^2`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use candle_core::{Device, Tensor};
 
 use super::conditioning::RowTimes;
@@ -56,6 +58,41 @@ pub struct Chain<'a> {
     pub mean: MeanSource<'a>,
     /// The covariance source.
     pub cov: CovSource<'a>,
+    /// Where the chain counts its network passes (`None`: not counted).
+    pub passes: Option<&'a PassCount>,
+}
+
+/// The network passes of a chain, counted as they run. Each count is of calls on the whole
+/// batch, so with all samples in one batch it is the number of passes *per sample*.
+#[derive(Debug, Default)]
+pub struct PassCount {
+    /// Forward passes of the learned score (one per step; none with the exact score).
+    pub score: AtomicUsize,
+    /// Products with the covariance of the learned score, `C v = (b^2 H v + b v) / a^2`: one
+    /// reverse pass (`J^T v`) through the score's graph each (Lanczos: one per iteration;
+    /// Hutchinson: one per probe).
+    pub products: AtomicUsize,
+    /// Forward passes of a covariance head.
+    pub head: AtomicUsize,
+}
+
+/// A snapshot of [`PassCount`]: `(score, products, head)`.
+pub type Passes = (usize, usize, usize);
+
+impl PassCount {
+    /// The counts now.
+    #[must_use]
+    pub fn snapshot(&self) -> Passes {
+        (
+            self.score.load(Ordering::Relaxed),
+            self.products.load(Ordering::Relaxed),
+            self.head.load(Ordering::Relaxed),
+        )
+    }
+
+    fn add(counter: &AtomicUsize) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The head's values at one batch.
@@ -135,6 +172,9 @@ pub struct ChainLocal<'a> {
     mean: Box<dyn TensorLocal + 'a>,
     cov: Option<Box<dyn TensorLocal + 'a>>,
     head: Option<HeadAt<'a>>,
+    /// The counter of the learned score's products (`None`: not counted, or the covariance
+    /// is not the learned score's).
+    products: Option<&'a PassCount>,
 }
 
 impl TensorLocal for ChainLocal<'_> {
@@ -148,6 +188,9 @@ impl TensorLocal for ChainLocal<'_> {
         self.mean.x_plus_score()
     }
     fn hvp(&self, v: &Tensor) -> Result<Tensor, TensorError> {
+        if let Some(c) = self.products {
+            PassCount::add(&c.products);
+        }
         self.cov.as_deref().unwrap_or(self.mean.as_ref()).hvp(v)
     }
     fn hessian_diag(&self) -> Result<Tensor, TensorError> {
@@ -170,10 +213,18 @@ impl TensorLocal for ChainLocal<'_> {
         }
     }
     fn cov_operator(&self, a2: f64, b: f64) -> Result<CovOperator<'_>, TensorError> {
-        self.cov
+        let op = self
+            .cov
             .as_deref()
             .unwrap_or(self.mean.as_ref())
-            .cov_operator(a2, b)
+            .cov_operator(a2, b)?;
+        Ok(match self.products {
+            Some(c) => Box::new(move |v: &Tensor| {
+                PassCount::add(&c.products);
+                op(v)
+            }),
+            None => op,
+        })
     }
     fn cov_diag(&self, a2: f64, b: f64) -> Result<Tensor, TensorError> {
         match &self.head {
@@ -229,15 +280,25 @@ impl TensorScoreModel for Chain<'_> {
             MeanSource::Exact(m) => Box::new(m.at(x, ln_abar)?),
             MeanSource::Learned(n) => Box::new(n.at(x, ln_abar)?),
         };
+        let learned = matches!(self.mean, MeanSource::Learned(_));
+        if let (Some(c), true) = (self.passes, learned) {
+            PassCount::add(&c.score);
+        }
         let mut local = ChainLocal {
             mean,
             cov: None,
             head: None,
+            products: self
+                .passes
+                .filter(|_| learned && matches!(self.cov, CovSource::Mean)),
         };
         match self.cov {
             CovSource::Mean => {}
             CovSource::Exact(m) => local.cov = Some(Box::new(m.at(x, ln_abar)?)),
             CovSource::Head { head, range, grid } => {
+                if let Some(c) = self.passes {
+                    PassCount::add(&c.head);
+                }
                 let (n, d) = x.dims2()?;
                 let run = || -> Result<(Vec<f64>, Vec<f64>), LearnedError> {
                     let out = host_flat(&head.output(x, &RowTimes::same(ln_abar, n))?)?;

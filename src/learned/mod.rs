@@ -40,7 +40,7 @@ pub mod train;
 pub mod unet;
 
 pub use backbone::{Arch, Backbone};
-pub use chain::{Chain, CovSource, MeanSource};
+pub use chain::{Chain, CovSource, MeanSource, PassCount, Passes};
 pub use checkpoint::{
     check_meta, load_head, load_head_for, load_score, load_score_for, read_meta, save_head,
     save_score, Expected, ModelKind,

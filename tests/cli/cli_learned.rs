@@ -212,6 +212,27 @@ fn bad_input_exits_2_naming_the_problem() {
         );
     }
     eval(&["--net", "cnn"], "unknown network `cnn`");
+    eval(&["--head-net", "cnn"], "`--head-net`");
+    expect_bad(
+        &["train", "--data", "grid9", "--head-net", "unet", "--out", m],
+        "`--head-net`",
+    );
+    // LGS variants: k, L >= 1; DDPM MMD rows; at least one evaluated method; the LGSb fraction
+    // in (0, 1]; a known last step.
+    for bad in ["full,lgs-0", "full,lgs-2-b0", "full,lgsb-x"] {
+        eval(&["--methods", bad], "`--methods`");
+    }
+    eval(&["--methods", "lgs-2"], "at least one method with an exact path KL");
+    eval(
+        &["--methods", "full,lgs-2", "--mmd-steps", "none"],
+        "LGS variants with DDPM MMD rows",
+    );
+    eval(
+        &["--methods", "full,lgs-2", "--kernels", "ddim"],
+        "LGS variants with DDPM MMD rows",
+    );
+    eval(&["--lgsb-fraction", "0"], "`--lgsb-fraction`");
+    eval(&["--last-step", "sideways"], "`--last-step`");
     // A corrupt checkpoint.
     std::fs::create_dir_all(models.join("grid9")).expect("dir");
     std::fs::write(models.join("grid9/score.safetensors"), b"garbage").expect("write");
@@ -481,5 +502,71 @@ fn the_default_mmd_steps_follow_steps() {
         let t = r["T"].as_u64().expect("T");
         assert_eq!(r["mmd"].is_number(), t == 50, "row {r}");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The sampled-only LGS variants. With the exact score in `D = 2`, `lgs-2` is a Lanczos run
+/// with `k = D` from the same noise as `full`'s, so its samples, MMD and Frechet distance equal
+/// `full`'s to f32 round-off. With the committed learned score, the network passes per sample
+/// are the algorithms' own counts at `T = 5` with a noisy last step (every step draws):
+/// one score forward a step; `lgs-k`: `k` products a step; LGS-batched `b2`: `2 k` at each
+/// block's first step (steps 5, 3, 1); LGSb with fraction 0.5: LGS on the last
+/// `ceil(2.5) = 3` steps; hutchinson-1 one product a step; a head one forward a step; the
+/// oracles none.
+#[test]
+fn lgs_variants_are_sampled_with_their_network_passes() {
+    let dir = common::tmp_dir("learned-lgs");
+    let run = |score: &str, methods: &str| {
+        let mut cmd = bin();
+        cmd.args(["eval", "--data", "grid9", "--score", score, "--steps", "5"])
+            .args(["--mmd-steps", "5", "--samples", "200", "--qmc-nodes", "64"])
+            .args(["--kernels", "ddpm", "--last-step", "noisy", "--methods", methods])
+            .arg("--models")
+            .arg(committed_models());
+        common::run_for_json(cmd, &dir)
+    };
+    let row = |doc: &serde_json::Value, m: &str| -> serde_json::Value {
+        doc["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["method"] == m && r["T"] == 5)
+            .unwrap_or_else(|| panic!("no row {m}"))
+            .clone()
+    };
+    let exact = run("exact", "full,lgs-2");
+    assert_eq!(exact["last_step"], "noisy");
+    let (full, lgs) = (row(&exact, "full"), row(&exact, "lgs-2"));
+    assert!(lgs["path_kl"].is_null(), "LGS has no exact path KL: {lgs}");
+    for k in ["mmd", "frechet_sq"] {
+        let (a, b) = (full[k].as_f64().expect(k), lgs[k].as_f64().expect(k));
+        // f32 chains of 5 steps in D = 2: round-off ~1e-6 of the sample scale (~1); MMD^2 and
+        // the Frechet distance move by about that times their gradients, far below 1e-4.
+        assert!((a - b).abs() <= 1e-4, "{k}: full {a} vs lgs-2 {b}");
+    }
+    let learned = run(
+        "learned",
+        "beta,full,hutchinson-1,ocm,lgs-1,lgs-2,lgs-1-b2,lgsb-1,lgsb-1-b2",
+    );
+    for (m, products, head) in [
+        ("beta", 0, 0),
+        ("full", 0, 0),
+        ("hutchinson-1", 5, 0),
+        ("ocm", 0, 5),
+        ("lgs-1", 5, 0),
+        ("lgs-2", 10, 0),
+        ("lgs-1-b2", 6, 0),
+        ("lgsb-1", 3, 0),
+        ("lgsb-1-b2", 4, 0),
+    ] {
+        let r = row(&learned, m);
+        let p = &r["passes"];
+        assert_eq!(p["score"], 5, "{m}: {r}");
+        assert_eq!(p["products"], products, "{m}: {r}");
+        assert_eq!(p["head"], head, "{m}: {r}");
+        assert!(r["wall_s_per_sample"].as_f64().expect("wall") > 0.0, "{r}");
+        assert!(r["mmd"].is_number() && r["frechet_sq"].is_number(), "{r}");
+    }
+    assert_eq!(row(&learned, "lgsb-1")["lgsb_fraction"], 0.5);
     std::fs::remove_dir_all(&dir).ok();
 }

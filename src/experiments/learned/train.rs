@@ -64,6 +64,11 @@ pub struct LearnedTrainStudy {
     pub fourier: usize,
     /// Network: `mlp`, or `unet` (image data sets; checkpoints under `<out>/<data>/unet/`).
     pub net: String,
+    /// Network of the covariance heads: `mlp` or `unet` (`None`: as `net`). Their checkpoints
+    /// go beside the score's, under `net`'s directory; a U-Net score with MLP heads keeps a
+    /// head's training step at the cost of the score's `H v` alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_net: Option<String>,
     /// U-Net: channels of the first resolution (the others have twice as many).
     pub channels: usize,
     /// U-Net: resolutions (2 or 3 for the image presets).
@@ -99,6 +104,7 @@ impl Default for LearnedTrainStudy {
             layers: t.layers,
             fourier: t.fourier,
             net: "mlp".into(),
+            head_net: None,
             channels: 32,
             levels: 2,
             groups: 8,
@@ -163,6 +169,23 @@ impl LearnedTrainStudy {
         self.root.join(&self.out)
     }
 
+    /// The U-Net shape of network `net` (key `key`), `None` for an MLP.
+    fn unet_shape(&self, key: &'static str, net: &str) -> Result<Option<UnetShape>, ParamError> {
+        let shape = parse_net(net, &self.data).map_err(|mut e| {
+            e.key = key;
+            e
+        })?;
+        Ok(shape.map(|(c, h, w)| UnetShape {
+            channels: c,
+            height: h,
+            width: w,
+            base: self.channels,
+            levels: self.levels,
+            groups: self.groups,
+            fourier: self.fourier,
+        }))
+    }
+
     fn plan(&self) -> Result<Plan, ParamError> {
         let data = load_data(&self.data)?;
         let mut kinds = Vec::new();
@@ -207,20 +230,16 @@ impl LearnedTrainStudy {
             hidden: self.hidden,
             layers: self.layers,
             fourier: self.fourier,
-            unet: parse_net(&self.net, &self.data)?.map(|(c, h, w)| UnetShape {
-                channels: c,
-                height: h,
-                width: w,
-                base: self.channels,
-                levels: self.levels,
-                groups: self.groups,
-                fourier: self.fourier,
-            }),
+            unet: self.unet_shape("net", &self.net)?,
             ..TrainParams::default()
         };
         base.validate().map_err(|e| train_param(&e, "iterations"))?;
         let heads = TrainParams {
             iterations: self.head_iterations,
+            unet: match &self.head_net {
+                Some(n) => self.unet_shape("head-net", n)?,
+                None => base.unet.clone(),
+            },
             ..base.clone()
         };
         heads

@@ -15,9 +15,78 @@ pub(super) enum CellSpec {
     /// One sampled chain.
     Chain {
         kernel: KernelKind,
-        method: Method,
+        method: ChainMethod,
         t: usize,
     },
+}
+
+/// The method of a sampled chain.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum ChainMethod {
+    /// A method with an exact path KL.
+    Eval(Method),
+    /// An LGS variant: sampled only (see [`LgsVariant`]).
+    Lgs(LgsVariant),
+}
+
+impl ChainMethod {
+    pub(super) fn name(&self) -> String {
+        match self {
+            Self::Eval(m) => m.name(),
+            Self::Lgs(v) => v.name(),
+        }
+    }
+}
+
+/// An LGS sampler of the LGS paper on the chain's own score: `lgs-<k>` (a fresh `k`-step
+/// Lanczos run at every step), `lgs-<k>-b<L>` (LGS-batched: at a block's first step `L`
+/// Lanczos runs, reused by the block's `L` steps) and `lgsb-<k>[-b<L>]` (LGSb: that on the
+/// last `lgsb-fraction` of the steps, `beta-tilde` before). Its kernel is not Gaussian (the
+/// Krylov basis depends on the noise), so it has MMD rows and no exact path KL.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct LgsVariant {
+    pub(super) k: usize,
+    pub(super) batch: usize,
+    pub(super) lgsb: bool,
+}
+
+impl LgsVariant {
+    /// Parses the names above; `None` for a name that is not an LGS variant.
+    pub(super) fn parse(name: &str) -> Option<Result<Self, String>> {
+        let (lgsb, rest) = if let Some(r) = name.strip_prefix("lgsb-") {
+            (true, r)
+        } else {
+            (false, name.strip_prefix("lgs-")?)
+        };
+        let bad = || format!("`{name}`: expected lgs-<k>, lgs-<k>-b<L> or lgsb-<k>[-b<L>], k, L >= 1");
+        let (k, batch) = match rest.split_once("-b") {
+            Some((k, l)) => (k.parse::<usize>(), l.parse::<usize>()),
+            None => (rest.parse::<usize>(), Ok(1)),
+        };
+        Some(match (k, batch) {
+            (Ok(k), Ok(batch)) if k >= 1 && batch >= 1 => Ok(Self { k, batch, lgsb }),
+            _ => Err(bad()),
+        })
+    }
+
+    pub(super) fn name(&self) -> String {
+        let head = if self.lgsb { "lgsb" } else { "lgs" };
+        if self.batch == 1 {
+            format!("{head}-{}", self.k)
+        } else {
+            format!("{head}-{}-b{}", self.k, self.batch)
+        }
+    }
+
+    /// The sampler family, LGSb on the last `fraction` of the steps.
+    pub(super) fn family(&self, fraction: f64) -> SamplerFamily {
+        SamplerFamily::Lgs(LgsOptions {
+            k: self.k,
+            batch: self.batch,
+            fraction: if self.lgsb { fraction } else { 1.0 },
+            guard: None,
+        })
+    }
 }
 
 /// The path-KL cell: the [`EvalReport`] (whose rows serialise infinite values as strings)
@@ -74,6 +143,12 @@ pub(super) struct MmdCell {
     #[serde(with = "crate::numeric::nonfinite")]
     pub(super) se: f64,
     pub(super) wall_s: f64,
+    /// The squared Frechet distance of the samples' moments to the reference draws'.
+    #[serde(default, with = "crate::numeric::nonfinite")]
+    pub(super) frechet_sq: f64,
+    /// Network passes per sample `(score, products, head)` (all samples in one batch).
+    #[serde(default)]
+    pub(super) passes: Passes,
 }
 
 /// The checkpoints an evaluation needs.

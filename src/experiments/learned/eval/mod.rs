@@ -29,13 +29,13 @@ use crate::kernel::family::Family;
 use crate::learned::{
     evaluate_chains, load_head_for, load_score_for, Arch, Chain, CovErrorRow, CovSource,
     EvalModels, EvalParams, EvalReport, EvalRow, EvalRule, Expected, Head, HeadKind, JAsymmetryRow,
-    MeanSource, Method, ScoreNet,
+    MeanSource, Method, PassCount, Passes, ScoreNet,
 };
 use crate::plot::{Plot, Series, XScale};
 use crate::process::schedule::Schedule;
 use crate::quadrature::{Estimate, LatticeParams, QmcParams};
-use crate::sampler::{KernelKind, SamplerConfig, SamplerFamily};
-use crate::stats::{mmd2_unbiased, MMD_BANDWIDTHS};
+use crate::sampler::{KernelKind, LastStep, LgsOptions, SamplerConfig, SamplerFamily};
+use crate::stats::{frechet_distance_sq, mmd2_unbiased, MMD_BANDWIDTHS};
 use crate::study::{
     ensure, ensure_steps, from_cell, to_cell, Assembled, Figure, FigureName, Observer, ParamError,
     RunInfo, StudyError, StudyKind,
@@ -82,11 +82,21 @@ pub struct LearnedEvalStudy {
     pub samples: usize,
     /// Kernels of the MMD rows: ddpm, ddim.
     pub kernels: Vec<String>,
+    /// The sampled chains' last step: `mean` (the last kernel's mean, no noise: diffusers'
+    /// and Ho et al.'s choice) or `noisy` (a draw from the last kernel, the chain whose exact
+    /// path KL the rows report).
+    pub last_step: String,
+    /// LGSb (`lgsb-<k>` methods): the fraction of the steps, the last ones, that use LGS.
+    pub lgsb_fraction: f64,
     /// Checkpoint directory (relative: under the study root).
     pub models: PathBuf,
     /// Network of the checkpoints: `mlp` (under `<models>/<data>/`) or `unet` (under
     /// `<models>/<data>/unet/`, image data sets).
     pub net: String,
+    /// Network of the covariance heads: `mlp` or `unet` (`None`: as `net`), read from `net`'s
+    /// directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_net: Option<String>,
     /// Lattice spacing (fraction of the smallest component sd of q_t).
     pub h_frac: f64,
     /// Early stop: the grids start at t_0 = delta (0: at the data).
@@ -116,8 +126,11 @@ impl Default for LearnedEvalStudy {
             mmd_steps: None,
             samples: 2000,
             kernels: vec!["ddpm".into(), "ddim".into()],
+            last_step: "mean".into(),
+            lgsb_fraction: 0.5,
             models: PathBuf::from("studies/models"),
             net: "mlp".into(),
+            head_net: None,
             h_frac: 0.25,
             early_stop: 0.0,
             rule: "qmc".into(),
@@ -146,6 +159,9 @@ struct Plan {
     dim: usize,
     learned: bool,
     methods: Vec<Method>,
+    /// The sampled-only LGS variants (DDPM).
+    lgs: Vec<LgsVariant>,
+    last_step: LastStep,
     schedule: Schedule,
     /// Sorted, without duplicates.
     steps: Vec<usize>,
@@ -238,6 +254,7 @@ impl StudyKind for LearnedEvalStudy {
                 (CellSpec::Floor, Some(inp)) => {
                     let start = Instant::now();
                     let e = mmd2_unbiased(&inp.floor_draws, &inp.reference, &MMD_BANDWIDTHS)?;
+                    let frechet_sq = frechet_distance_sq(&inp.floor_draws, &inp.reference)?;
                     to_cell(
                         KIND,
                         &MmdCell {
@@ -247,6 +264,8 @@ impl StudyKind for LearnedEvalStudy {
                             mmd: e.sum.mmd2,
                             se: e.sum.se,
                             wall_s: start.elapsed().as_secs_f64(),
+                            frechet_sq,
+                            passes: (0, 0, 0),
                         },
                     )?
                 }

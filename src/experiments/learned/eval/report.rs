@@ -201,7 +201,14 @@ impl LearnedEvalStudy {
                 names.push(r.method.clone());
             }
         }
-        let color = |m: &str| names.iter().position(|n| n == m).unwrap_or(0);
+        // The sampled-only methods (LGS variants) after the evaluated ones, for the MMD figure.
+        let mut all_names = names.clone();
+        for m in mmd {
+            if m.method != "exact" && !all_names.contains(&m.method) {
+                all_names.push(m.method.clone());
+            }
+        }
+        let color = |m: &str| all_names.iter().position(|n| n == m).unwrap_or(0);
         let mut out = Vec::new();
         // Covariance error against t.
         let mut series = Vec::new();
@@ -296,7 +303,7 @@ impl LearnedEvalStudy {
         // MMD against T.
         let mut series = Vec::new();
         for kernel in ["ddpm", "ddim"] {
-            for name in &names {
+            for name in &all_names {
                 let pts: Vec<_> = mmd
                     .iter()
                     .filter(|m| &m.method == name && m.kernel == kernel)

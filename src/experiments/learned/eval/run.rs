@@ -40,6 +40,12 @@ impl LearnedEvalStudy {
     pub(super) fn plan(&self) -> Result<Plan, ParamError> {
         let dim = data_dim(&self.data)?;
         parse_net(&self.net, &self.data)?;
+        if let Some(h) = &self.head_net {
+            parse_net(h, &self.data).map_err(|mut e| {
+                e.key = "head-net";
+                e
+            })?;
+        }
         let learned = match self.score.as_str() {
             "exact" => false,
             "learned" => true,
@@ -49,8 +55,34 @@ impl LearnedEvalStudy {
             .methods
             .as_ref()
             .map_or_else(|| default_methods(&self.score, dim), |m| m.join(","));
-        let methods = Method::parse_list(&methods_text)
+        // The LGS variants are sampled only; the rest go to the path-KL evaluator.
+        let mut lgs = Vec::new();
+        let mut exact_names = Vec::new();
+        for name in methods_text.split(',').map(str::trim) {
+            match LgsVariant::parse(name) {
+                Some(v) => lgs.push(
+                    v.map_err(|e| ParamError::new("methods", "covariance methods", e))?,
+                ),
+                None => exact_names.push(name),
+            }
+        }
+        if exact_names.is_empty() {
+            return Err(ParamError::new(
+                "methods",
+                "at least one method with an exact path KL besides the LGS variants (e.g. full, the ceiling)",
+                methods_text,
+            ));
+        }
+        let methods = Method::parse_list(&exact_names.join(","))
             .map_err(|e| ParamError::new("methods", "covariance methods", e))?;
+        let last_step = LastStep::from_name(&self.last_step)
+            .map_err(|e| ParamError::new("last-step", "mean or noisy", e))?;
+        ensure(
+            self.lgsb_fraction > 0.0 && self.lgsb_fraction <= 1.0,
+            "lgsb-fraction",
+            "in (0, 1]",
+            self.lgsb_fraction,
+        )?;
         if !learned {
             if let Some(m) = methods
                 .iter()
@@ -138,10 +170,19 @@ impl LearnedEvalStudy {
                 ));
             }
         }
+        if !lgs.is_empty() && (mmd_steps.is_empty() || !self.kernels.iter().any(|k| k.trim() == "ddpm")) {
+            return Err(ParamError::new(
+                "methods",
+                "LGS variants with DDPM MMD rows (they have no exact path KL)",
+                format!("{} without mmd-steps or the ddpm kernel", lgs[0].name()),
+            ));
+        }
         Ok(Plan {
             dim,
             learned,
             methods,
+            lgs,
+            last_step,
             schedule,
             steps,
             mmd_steps,
@@ -211,7 +252,17 @@ impl LearnedEvalStudy {
             };
             for &method in s.methods.iter().filter(|m| !skip(**m)) {
                 for &t in &s.mmd_steps {
+                    let method = ChainMethod::Eval(method);
                     out.push(CellSpec::Chain { kernel, method, t });
+                }
+            }
+            // The LGS paper's samplers are DDPM ones.
+            if kernel == KernelKind::Ddpm {
+                for &v in &s.lgs {
+                    for &t in &s.mmd_steps {
+                        let method = ChainMethod::Lgs(v);
+                        out.push(CellSpec::Chain { kernel, method, t });
+                    }
                 }
             }
         }
@@ -241,18 +292,17 @@ impl LearnedEvalStudy {
             dim: p.dim,
             score: &self.score,
         };
-        let arch_ok = |path: &std::path::Path, arch: Arch| {
-            if arch.name() == self.net {
+        let arch_ok = |path: &std::path::Path, arch: Arch, want: &str, key: &str| {
+            if arch.name() == want {
                 Ok(())
             } else {
                 Err(ParamError::new(
                     "models",
                     "a directory holding the checkpoints",
                     format!(
-                        "{} holds a {} network, the run asks for `net = {}`",
+                        "{} holds a {} network, the run asks for `{key} = {want}`",
                         path.display(),
                         arch.name(),
-                        self.net
                     ),
                 ))
             }
@@ -260,7 +310,7 @@ impl LearnedEvalStudy {
         let net = if p.learned {
             let path = score_path_net(&dir, &self.data, &self.net);
             let net = load_score_for(&path, device, &expected).map_err(bad)?.0;
-            arch_ok(&path, net.backbone().arch())?;
+            arch_ok(&path, net.backbone().arch(), &self.net, "net")?;
             Some(net)
         } else {
             None
@@ -270,7 +320,8 @@ impl LearnedEvalStudy {
             if let Method::Head(k) = m {
                 let path = head_path_net(&dir, &self.data, *k, &self.score, &self.net);
                 let head = load_head_for(&path, *k, device, &expected).map_err(bad)?.0;
-                arch_ok(&path, head.backbone().arch())?;
+                let want = self.head_net.as_deref().unwrap_or(&self.net);
+                arch_ok(&path, head.backbone().arch(), want, "head-net")?;
                 heads.push(head);
             }
         }
@@ -350,7 +401,7 @@ impl LearnedEvalStudy {
         s: &Setup,
         models: &Models,
         inputs: &MmdInputs,
-        (kernel, m, t): (KernelKind, Method, usize),
+        (kernel, cm, t): (KernelKind, ChainMethod, usize),
         obs: &dyn Observer,
     ) -> Result<MmdCell, StudyError> {
         let start = Instant::now();
@@ -358,6 +409,13 @@ impl LearnedEvalStudy {
         let mean = match &models.net {
             Some(nn) => MeanSource::Learned(nn),
             None => MeanSource::Exact(&inputs.exact),
+        };
+        let m = match cm {
+            ChainMethod::Eval(m) => m,
+            ChainMethod::Lgs(v) => {
+                // On the mean's own covariance: its H v by reverse mode (J^T v).
+                return self.sample_cell(s, inputs, (kernel, cm, t), (mean, CovSource::Mean), v.family(self.lgsb_fraction), start, obs);
+            }
         };
         let (cov, family) = match m {
             Method::Family(f @ (Family::Diag | Family::Full)) if models.net.is_some() => {
@@ -390,8 +448,31 @@ impl LearnedEvalStudy {
                 })
             }
         };
-        let chain = Chain { mean, cov };
+        self.sample_cell(s, inputs, (kernel, cm, t), (mean, cov), family, start, obs)
+    }
+
+    /// Samples the chain `(mean, cov)` with `family` and compares it with the reference draws;
+    /// counts its network passes (excluding Analytic-DPM's table, computed once per run of a
+    /// sampler and not per sample).
+    #[allow(clippy::too_many_arguments)]
+    fn sample_cell(
+        &self,
+        s: &Setup,
+        inputs: &MmdInputs,
+        (kernel, cm, t): (KernelKind, ChainMethod, usize),
+        (mean, cov): (MeanSource<'_>, CovSource<'_>),
+        family: SamplerFamily,
+        start: Instant,
+        obs: &dyn Observer,
+    ) -> Result<MmdCell, StudyError> {
+        let count = PassCount::default();
+        let chain = Chain {
+            mean,
+            cov,
+            passes: Some(&count),
+        };
         let mut cfg = SamplerConfig::new(family, s.schedule.clone(), t);
+        cfg.last_step = s.last_step;
         cfg.kernel = kernel;
         cfg.seed = self.seed;
         cfg.early_stop = self.early_stop;
@@ -412,16 +493,20 @@ impl LearnedEvalStudy {
             source: NoiseSource::Host,
             noise_scale: 1.0,
         };
+        let before = count.snapshot();
         let x = sample_tensor(&chain, &cfg, n, &opts, |k| obs.inner(k, t))?;
+        let after = count.snapshot();
         let xs: Vec<DVector<f64>> = tensor_rows(&x.to_dtype(DType::F64)?)?;
         let e = mmd2_unbiased(&xs, &inputs.reference, &MMD_BANDWIDTHS)?;
         Ok(MmdCell {
-            method: m.name(),
+            method: cm.name(),
             steps: t,
             kernel: kernel.name().into(),
             mmd: e.sum.mmd2,
             se: e.sum.se,
             wall_s: start.elapsed().as_secs_f64(),
+            frechet_sq: frechet_distance_sq(&xs, &inputs.reference)?,
+            passes: (after.0 - before.0, after.1 - before.1, after.2 - before.2),
         })
     }
 
@@ -442,14 +527,33 @@ impl LearnedEvalStudy {
         let mut rows: Vec<Value> = Vec::new();
         for r in &report.rows {
             let mm = find_mmd(&r.method, r.steps, "ddpm");
-            rows.push(json!({
-                "method": r.method, "T": r.steps, "kernel": "ddpm",
-                "path_kl": inf_str(r.path_kl.value), "err": r.path_kl.err,
-                "mean_part": inf_str(r.mean_part.value), "mean_part_err": r.mean_part.err,
-                "cov_part": inf_str(r.cov_part.value), "cov_part_err": r.cov_part.err,
-                "s_full": r.s_full.value, "s_full_err": r.s_full.err,
-                "mmd": mm.map(|m| m.mmd), "mmd_se": mm.map(|m| m.se),
-            }));
+            rows.push(with_sample_fields(
+                json!({
+                    "method": r.method, "T": r.steps, "kernel": "ddpm",
+                    "path_kl": inf_str(r.path_kl.value), "err": r.path_kl.err,
+                    "mean_part": inf_str(r.mean_part.value), "mean_part_err": r.mean_part.err,
+                    "cov_part": inf_str(r.cov_part.value), "cov_part_err": r.cov_part.err,
+                    "s_full": r.s_full.value, "s_full_err": r.s_full.err,
+                    "mmd": mm.map(|m| m.mmd), "mmd_se": mm.map(|m| m.se),
+                }),
+                mm,
+                self.samples,
+            ));
+        }
+        // The LGS variants: sampled only (no exact path KL: their kernel is not Gaussian).
+        for v in &s.lgs {
+            for &t in &s.mmd_steps {
+                let Some(m) = find_mmd(&v.name(), t, "ddpm") else {
+                    continue;
+                };
+                let mut row = json!({"method": m.method, "T": t, "kernel": "ddpm",
+                    "path_kl": Value::Null, "err": Value::Null, "mean_part": Value::Null,
+                    "cov_part": Value::Null, "mmd": m.mmd, "mmd_se": m.se});
+                if v.lgsb {
+                    row["lgsb_fraction"] = json!(self.lgsb_fraction);
+                }
+                rows.push(with_sample_fields(row, Some(m), self.samples));
+            }
         }
         for m in mmd.iter().filter(|m| m.kernel == "ddim") {
             let kl = ddim.and_then(|d| {
@@ -458,7 +562,7 @@ impl LearnedEvalStudy {
                     .find(|r| r.method == m.method && r.steps == m.steps)
             });
             let deterministic = m.method == "beta" || m.method == "beta-tilde";
-            rows.push(match kl {
+            rows.push(with_sample_fields(match kl {
                 Some(r) => json!({"method": m.method, "T": m.steps, "kernel": "ddim",
                     "path_kl": inf_str(r.path_kl.value), "err": r.path_kl.err,
                     "mean_part": inf_str(r.mean_part.value), "mean_part_err": r.mean_part.err,
@@ -471,7 +575,7 @@ impl LearnedEvalStudy {
                     "mmd": m.mmd, "mmd_se": m.se}),
                 None => json!({"method": m.method, "T": m.steps, "kernel": "ddim", "path_kl": Value::Null, "err": Value::Null,
                     "mean_part": Value::Null, "cov_part": Value::Null, "mmd": m.mmd, "mmd_se": m.se}),
-            });
+            }, Some(m), self.samples));
         }
         json!({
             "data": s.data.name,
@@ -484,7 +588,8 @@ impl LearnedEvalStudy {
             "terminal_kl_err": report.terminal_kl.err,
             "clip_range": [s.data.range.0, s.data.range.1],
             "mmd_samples": self.samples,
-            "mmd_floor": mmd.iter().find(|m| m.method == "exact").map(|m| json!({"mmd": m.mmd, "mmd_se": m.se})),
+            "last_step": s.last_step.name(),
+            "mmd_floor": mmd.iter().find(|m| m.method == "exact").map(|m| json!({"mmd": m.mmd, "mmd_se": m.se, "frechet_sq": inf_str(m.frechet_sq)})),
             "rows": rows,
             "cov_error": report.cov_error.iter().map(|c| json!({"method": c.method, "t": c.t, "ln_abar": c.ln_abar, "mse": inf_str(c.mse), "rel_mse": inf_str(c.rel_mse)})).collect::<Vec<_>>(),
             "j_asymmetry": report.j_asymmetry,
@@ -495,6 +600,20 @@ impl LearnedEvalStudy {
             "covlab_version": env!("CARGO_PKG_VERSION"),
         })
     }
+}
+
+/// `row` with the sample metrics of its chain `m` beyond MMD (none without one): the squared
+/// Frechet distance of the sample moments, the network passes per sample (`score` forwards,
+/// `products` of the learned score's covariance, one reverse pass each, `head` forwards) and
+/// the wall time per sample of the sampling cell.
+fn with_sample_fields(mut row: Value, m: Option<&MmdCell>, samples: usize) -> Value {
+    if let Some(m) = m {
+        row["frechet_sq"] = inf_str(m.frechet_sq);
+        let (score, products, head) = m.passes;
+        row["passes"] = json!({"score": score, "products": products, "head": head});
+        row["wall_s_per_sample"] = json!(m.wall_s / samples.max(1) as f64);
+    }
+    row
 }
 
 /// A JSON number, or the string "inf" for an infinite value (null for NaN): the binary's
