@@ -149,6 +149,7 @@ fn strip(v: &mut Value) {
                 "sampling_wall_s",
                 "path_kl_wall_s",
                 "mmd_wall_s",
+                "wall_s_per_sample",
                 "its_per_s",
                 "threads",
                 "provenance",
