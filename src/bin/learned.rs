@@ -6,9 +6,11 @@
 //! checkpoints. `learned eval` loads them and writes, per method and T, the exact path KL of
 //! the chain split into `S_full`, a mean part and a covariance part, the MMD of its samples
 //! (DDPM and DDIM), the covariance error against `diag C` per t and, for a learned score, the
-//! asymmetry of its Jacobian. Exit code 2 on bad input.
+//! asymmetry of its Jacobian. `learned curve` trains heads against the exact score at a list of
+//! iteration budgets and evaluates each in memory: the learning curve of the covariance part
+//! of the exact path KL. Exit code 2 on bad input.
 //!
-//! A CLI over the study kinds `learned-train` and `learned-eval`
+//! A CLI over the study kinds `learned-train`, `learned-eval` and `learned-curve`
 //! ([`covlab::experiments::learned`]): the committed results are their study files
 //! `studies/learned_*.toml`.
 
@@ -19,7 +21,7 @@ mod common;
 use anyhow::anyhow;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use common::{bad, failed, finish, write_json, Outcome};
-use covlab::experiments::learned::{LearnedEvalStudy, LearnedTrainStudy};
+use covlab::experiments::learned::{LearnedCurveStudy, LearnedEvalStudy, LearnedTrainStudy};
 use covlab::learned::EvalParams;
 use covlab::study::{run_all, Observer, StudyKind};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,6 +41,82 @@ enum Cmd {
     /// Evaluate model chains from checkpoints: exact path KL (mean / covariance parts), MMD,
     /// covariance error, Jacobian asymmetry.
     Eval(EvalArgs),
+    /// Learning curve of covariance heads against the exact score: each iteration budget a
+    /// training run of its own, evaluated in memory (exact covariance part of the path KL,
+    /// diagonal error) beside the exact oracles; no checkpoint is written.
+    Curve(CurveArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+struct CurveArgs {
+    /// Data set: mog40, mog40-unit, grid9 (2-D presets) or digits8 (D = 64).
+    #[arg(long)]
+    data: String,
+    /// Comma list of head kinds: ocm, npr, sn, iddpm.
+    #[arg(long, value_delimiter = ',', default_value = "ocm,npr")]
+    heads: Vec<String>,
+    /// Comma list of iteration budgets (each its own run from --seed).
+    #[arg(long, value_delimiter = ',', default_value = "2000,5000,10000,20000,50000")]
+    iterations: Vec<usize>,
+    /// Comma list of exact oracles evaluated beside the heads (beta, beta-tilde, analytic,
+    /// diag, full).
+    #[arg(long, value_delimiter = ',', default_value = "analytic,diag")]
+    oracles: Vec<String>,
+    /// The T values.
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    steps: Vec<usize>,
+    /// Schedule (as path-kl).
+    #[arg(long, default_value = "vp-linear")]
+    schedule: String,
+    /// Early stop: the grids start at t_0 = delta (0 = at the data).
+    #[arg(long, default_value_t = 1e-3)]
+    early_stop: f64,
+    /// Lattice spacing of S_full (fraction of the smallest component sd of q_t).
+    #[arg(long, default_value_t = 0.25)]
+    h_frac: f64,
+    /// Rule of the covariance part: qmc or lattice (D <= 2).
+    #[arg(long, default_value = "qmc")]
+    rule: String,
+    /// QMC nodes per time of the finest grid.
+    #[arg(long, default_value_t = EvalParams::default().qmc_nodes)]
+    qmc_nodes: usize,
+    /// D > 2: QMC points per component and shift of S_full.
+    #[arg(long, default_value_t = 64)]
+    qmc_points: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Peak learning rate (cosine decay to 0 over each budget).
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    /// Seed (training and evaluation).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Rademacher probes per row of the OCM objective (M).
+    #[arg(long, default_value_t = 1)]
+    probes: usize,
+    /// Time weight of the ocm objective: normalized or paper.
+    #[arg(long, default_value = "normalized")]
+    ocm_weight: String,
+    /// Hidden width of the heads.
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// Hidden layers of the heads.
+    #[arg(long, default_value_t = 3)]
+    layers: usize,
+    /// Fourier frequencies of the time input.
+    #[arg(long, default_value_t = 6)]
+    fourier: usize,
+    /// JSON output (default `studies/results/learned_curve_<data>.json`).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Figure stem: writes `<stem>_{cov_part,diag_mse}_<data>.svg/.png` (default
+    /// figures/learned_curve).
+    #[arg(long)]
+    figure: Option<PathBuf>,
+    /// Worker threads (the weights are reproducible for a fixed count).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -198,6 +276,7 @@ fn main() {
     finish(match cli.cmd {
         Cmd::Train(a) => with_threads(a.threads, || train(&a)),
         Cmd::Eval(a) => with_threads(a.threads, || eval(&a)),
+        Cmd::Curve(a) => with_threads(a.threads, || curve(&a)),
     });
 }
 
@@ -325,6 +404,50 @@ fn eval(args: &EvalArgs) -> Result<(), Outcome> {
         .figure
         .clone()
         .unwrap_or_else(|| PathBuf::from("figures/learned"));
+    common::check_output("--json", &json_path)?;
+    common::check_figures("--figure", &stem, &study.figures())?;
+    let out = run_printing(&study)?;
+    write_json(&json_path, &out.doc).map_err(failed)?;
+    for w in common::save_figures(&stem, &out.figures) {
+        eprintln!("wrote {}", w.display());
+    }
+    Ok(())
+}
+
+fn curve(args: &CurveArgs) -> Result<(), Outcome> {
+    let study = LearnedCurveStudy {
+        data: args.data.clone(),
+        heads: args.heads.clone(),
+        iterations: args.iterations.clone(),
+        oracles: args.oracles.clone(),
+        steps: args.steps.clone(),
+        schedule: args.schedule.clone(),
+        early_stop: args.early_stop,
+        h_frac: args.h_frac,
+        rule: args.rule.clone(),
+        qmc_nodes: args.qmc_nodes,
+        qmc_points: args.qmc_points,
+        batch: args.batch,
+        lr: args.lr,
+        seed: args.seed,
+        probes: args.probes,
+        ocm_weight: args.ocm_weight.clone(),
+        hidden: args.hidden,
+        layers: args.layers,
+        fourier: args.fourier,
+    };
+    common::unique_list("--heads", &study.heads)?;
+    common::unique_list("--iterations", &study.iterations)?;
+    common::unique_list("--oracles", &study.oracles)?;
+    common::unique_list("--steps", &study.steps)?;
+    study.validate().map_err(common::param)?;
+    let json_path = args.json.clone().unwrap_or_else(|| {
+        PathBuf::from(format!("studies/results/learned_curve_{}.json", study.data))
+    });
+    let stem = args
+        .figure
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("figures/learned_curve"));
     common::check_output("--json", &json_path)?;
     common::check_figures("--figure", &stem, &study.figures())?;
     let out = run_printing(&study)?;

@@ -11,7 +11,7 @@ use crate::study::{StudyError, StudyKind};
 
 /// The study kinds this build knows (those behind a feature are listed either way: a file of
 /// such a kind is a clear error when the feature is missing).
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "path-kl",
     "lanczos",
     "samplers",
@@ -21,6 +21,7 @@ pub const KINDS: [&str; 9] = [
     "bench-gpu",
     "learned-eval",
     "learned-train",
+    "learned-curve",
 ];
 
 fn parse_kind_as<P>(path: &Path, text: &str, root: &Path) -> Result<Parsed, StudyError>
@@ -74,8 +75,14 @@ fn parse_kind(path: &Path, kind: &str, text: &str, root: &Path) -> Result<Parsed
         "learned-train" => {
             parse_kind_as::<crate::experiments::learned::LearnedTrainStudy>(path, text, root)
         }
+        #[cfg(feature = "candle")]
+        "learned-curve" => {
+            parse_kind_as::<crate::experiments::learned::LearnedCurveStudy>(path, text, root)
+        }
         #[cfg(not(feature = "candle"))]
-        "validate" | "bench-gpu" | "learned-eval" | "learned-train" => Err(missing("candle")),
+        "validate" | "bench-gpu" | "learned-eval" | "learned-train" | "learned-curve" => {
+            Err(missing("candle"))
+        }
         _ => {
             let _ = missing;
             Err(StudyError::UnknownKind {

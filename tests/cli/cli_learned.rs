@@ -570,3 +570,119 @@ fn lgs_variants_are_sampled_with_their_network_passes() {
     assert_eq!(row(&learned, "lgsb-1")["lgsb_fraction"], 0.5);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `learned curve` trains each budget's head in memory; `learned train` with the same settings
+/// and `--head-iterations` saves it, and `learned eval` reads it back. The two routes (weights
+/// kept in memory, weights through safetensors) with one evaluator must give the same rows bit
+/// for bit, and the same training log; the oracles' rows equal `eval`'s for the same methods,
+/// and the exact diagonal's covariance part is 0 (it is the exact diag C).
+#[test]
+fn the_curve_equals_train_then_eval_at_each_budget() {
+    let dir = common::tmp_dir("learned-curve");
+    let net = [
+        "--hidden", "8", "--layers", "1", "--batch", "32", "--threads", "2",
+    ];
+    let eval_flags = ["--steps", "4,8", "--early-stop", "1e-3", "--qmc-nodes", "64"];
+    let mut cmd = bin();
+    cmd.args(["curve", "--data", "grid9", "--heads", "ocm,npr"])
+        .args(["--iterations", "20,40", "--oracles", "analytic,diag"])
+        .args(eval_flags)
+        .args(net);
+    let curve = common::run_for_json(cmd, &dir);
+    assert_eq!(curve["curve"].as_array().map(Vec::len), Some(4));
+    for name in ["cov_part", "diag_mse"] {
+        assert!(dir.join(format!("fig_{name}_grid9.png")).is_file(), "{name}");
+    }
+    let row = |rows: &serde_json::Value, method: &str, t: u64| -> serde_json::Value {
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["method"] == method && r["T"] == t)
+            .unwrap_or_else(|| panic!("no {method} T = {t} row"))
+            .clone()
+    };
+    for t in [4, 8] {
+        let d = row(&curve["oracles"], "diag", t);
+        // The exact diagonal against itself: KL(N(m, C) || N(m, diag C)) with C diagonal on
+        // grid9 (isotropic components) is 0 up to the round-off of equal variances.
+        assert!(d["cov_part"].as_f64().expect("f64").abs() < 1e-20, "{d}");
+        assert!(row(&curve["oracles"], "analytic", t)["cov_part"].as_f64() > Some(1e-3));
+    }
+    for budget in [20_u64, 40] {
+        let models = dir.join(format!("m{budget}"));
+        common::run_ok(
+            bin()
+                .args(["train", "--data", "grid9", "--models", "ocm,npr"])
+                .args(["--scores", "exact", "--head-iterations", &budget.to_string()])
+                .args(net)
+                .arg("--out")
+                .arg(&models)
+                .arg("--json")
+                .arg(dir.join(format!("train{budget}.json"))),
+        );
+        let log: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("train{budget}.json"))).expect("log"),
+        )
+        .expect("log JSON");
+        let mut cmd = bin();
+        cmd.args(["eval", "--data", "grid9", "--methods", "analytic,diag,ocm,npr"])
+            .args(eval_flags)
+            .args(["--mmd-steps", "none", "--threads", "2", "--models"])
+            .arg(&models);
+        let eval_dir = dir.join(format!("eval{budget}"));
+        std::fs::create_dir_all(&eval_dir).expect("dir");
+        let eval = common::run_for_json(cmd, &eval_dir);
+        for head in ["ocm", "npr"] {
+            let c = curve["curve"]
+                .as_array()
+                .expect("curve")
+                .iter()
+                .find(|c| c["head"] == head && c["iterations"] == budget)
+                .expect("curve point");
+            let run = log["runs"]
+                .as_array()
+                .expect("runs")
+                .iter()
+                .find(|r| r["model"] == head)
+                .expect("run");
+            assert_eq!(c["train"]["final_loss"], run["final_loss"], "{head} {budget}");
+            for t in [4, 8] {
+                let (a, b) = (row(&c["rows"], head, t), row(&eval["rows"], head, t));
+                // A trained head is not the exact diagonal: a positive, finite number.
+                assert!(a["cov_part"].as_f64().is_some_and(|v| v > 0.0), "{a}");
+                for key in ["path_kl", "err", "cov_part", "cov_part_err", "s_full"] {
+                    assert_eq!(a[key], b[key], "{head} {budget} T = {t} {key}");
+                }
+            }
+        }
+        for t in [4, 8] {
+            for m in ["analytic", "diag"] {
+                let (a, b) = (row(&curve["oracles"], m, t), row(&eval["rows"], m, t));
+                assert_eq!(a["cov_part"], b["cov_part"], "{m} T = {t}");
+                assert_eq!(a["path_kl"], b["path_kl"], "{m} T = {t}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn curve_bad_input_exits_2_naming_the_key() {
+    let curve = |extra: &[&str], needle: &str| {
+        let mut args = vec!["curve", "--data", "grid9"];
+        args.extend_from_slice(extra);
+        expect_bad(&args, needle);
+    };
+    curve(&["--heads", "ocm,magic"], "unknown head `magic`");
+    curve(&["--heads", "ocm,ocm"], "--heads");
+    curve(&["--iterations", "0"], "iterations");
+    curve(&["--iterations", "100,100"], "--iterations");
+    curve(&["--oracles", "ocm"], "oracles");
+    curve(&["--oracles", "diag,magic"], "oracles");
+    curve(&["--steps", "0"], "steps");
+    curve(&["--rule", "simpson"], "rule");
+    curve(&["--early-stop=-1"], "early-stop");
+    curve(&["--ocm-weight", "heavy"], "ocm-weight");
+    curve(&["--hidden", "0"], "hidden");
+    expect_bad(&["curve", "--data", "nope"], "unknown data set `nope`");
+}

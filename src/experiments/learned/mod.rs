@@ -7,6 +7,9 @@
 //!   ([`crate::learned::evaluate_chains`]), the MMD of sampled chains (DDPM and DDIM)
 //!   against exact draws, the covariance error against `diag C` per t and, for a learned
 //!   score, the asymmetry of its Jacobian.
+//! - [`LearnedCurveStudy`] trains covariance heads against the exact score at a list of
+//!   iteration budgets and evaluates each in memory: the learning curve of the covariance part
+//!   of the exact path KL and of the diagonal error, beside the exact oracles.
 //! - [`LearnedTrainStudy`] trains the score network and the covariance heads and writes their
 //!   safetensors checkpoints (side outputs under the `out` directory, rewritten by every run)
 //!   and the training log (its results JSON).
@@ -20,9 +23,11 @@ use crate::data::mixture::Mixture;
 use crate::learned::{GaussianPrior, HeadKind};
 use crate::study::ParamError;
 
+pub mod curve;
 pub mod eval;
 pub mod train;
 
+pub use curve::LearnedCurveStudy;
 pub use eval::LearnedEvalStudy;
 pub use train::LearnedTrainStudy;
 

@@ -21,7 +21,7 @@ use super::{head_path_net, load_data, parse_net, prior_of, score_path_net, DataS
 use crate::learned::checkpoint::CheckpointMeta;
 use crate::learned::train::DataSampler;
 use crate::learned::{
-    load_score_for, save_head, save_score, train_head, train_score, Expected, HeadKind, HeadScore,
+    load_score_for, Head, save_head, save_score, train_head, train_score, Expected, HeadKind, HeadScore,
     LearnedError, MlpShape, ModelKind, OcmWeight, ScoreNet, TimeMixture, TrainInfo, TrainParams,
     UnetShape,
 };
@@ -359,13 +359,7 @@ impl LearnedTrainStudy {
             None
         };
         let exact = if p.scores.iter().any(|s| s == "exact") && !p.kinds.is_empty() {
-            Some(TimeMixture::new(&p.data.q0, &device).map_err(|e| {
-                ParamError::new(
-                    "data",
-                    "data with diagonal components (the heads' exact-score teacher)",
-                    e,
-                )
-            })?)
+            Some(Self::exact_teacher(p, &device)?)
         } else {
             None
         };
@@ -421,6 +415,46 @@ impl LearnedTrainStudy {
             }
         }
         Ok(TrainCell { runs })
+    }
+
+    /// The heads' exact-score teacher: the data's closed-form score on the device.
+    fn exact_teacher(p: &Plan, device: &Device) -> Result<TimeMixture, ParamError> {
+        TimeMixture::new(&p.data.q0, device).map_err(|e| {
+            ParamError::new(
+                "data",
+                "data with diagonal components (the heads' exact-score teacher)",
+                e,
+            )
+        })
+    }
+
+    /// Trains one head of kind `kind` against the exact score with `head-iterations`
+    /// iterations and this study's settings, in memory (no checkpoint is written): the same
+    /// draws, initialisation and weights as the head [`Self::train`] would save. The
+    /// `learned-curve` study's step.
+    ///
+    /// # Errors
+    /// Parameter errors of the study; training errors (a non-finite loss).
+    pub(crate) fn train_exact_head(
+        &self,
+        kind: HeadKind,
+        obs: &dyn Observer,
+    ) -> Result<(Head, TrainInfo), StudyError> {
+        let p = self.plan()?;
+        let device = Device::Cpu;
+        let q0 = p.data.q0.clone();
+        let sampler = move |rng: &mut ChaCha8Rng, n: usize| q0.sample(rng, n);
+        let exact = Self::exact_teacher(&p, &device)?;
+        let total = p.heads.iterations;
+        Ok(train_head(
+            kind,
+            &sampler,
+            prior_of(&p.data.q0),
+            HeadScore::Exact(&exact),
+            &p.heads,
+            &device,
+            |k, _| obs.inner(k, total),
+        )?)
     }
 }
 

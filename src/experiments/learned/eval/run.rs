@@ -191,6 +191,11 @@ impl LearnedEvalStudy {
         })
     }
 
+    /// The parameters checked without reading checkpoints or building the data.
+    pub(crate) fn plan_only(&self) -> Result<(), ParamError> {
+        self.plan().map(|_| ())
+    }
+
     /// [`Self::plan`], the checkpoints checked, then the data.
     pub(super) fn setup(&self) -> Result<Setup, ParamError> {
         let plan = self.plan()?;
@@ -343,17 +348,9 @@ impl LearnedEvalStudy {
         })
     }
 
-    /// The path-KL rows of `kernel`'s chains: every method and T (DDPM), or the DDIM
-    /// methods at the MMD T values (DDIM).
-    pub(super) fn path_kl_cell(
-        &self,
-        s: &Setup,
-        models: &Models,
-        kernel: KernelKind,
-        device: &Device,
-        obs: &dyn Observer,
-    ) -> Result<Value, StudyError> {
-        let start = Instant::now();
+    /// The evaluator's parameters for `kernel`'s chains: every method and T (DDPM), or the
+    /// DDIM methods at the MMD T values (DDIM).
+    fn eval_params(&self, s: &Setup, kernel: KernelKind) -> EvalParams {
         let (steps, methods) = match kernel {
             KernelKind::Ddpm => (s.steps.clone(), s.methods.clone()),
             KernelKind::Ddim => {
@@ -363,7 +360,7 @@ impl LearnedEvalStudy {
                 (t, Self::ddim_methods(s))
             }
         };
-        let params = EvalParams {
+        EvalParams {
             schedule: s.schedule.clone(),
             steps,
             methods,
@@ -382,7 +379,20 @@ impl LearnedEvalStudy {
             early_stop: self.early_stop,
             clip_range: Some(s.data.range),
             ..EvalParams::default()
-        };
+        }
+    }
+
+    /// The path-KL rows of `kernel`'s chains ([`Self::eval_params`]).
+    pub(super) fn path_kl_cell(
+        &self,
+        s: &Setup,
+        models: &Models,
+        kernel: KernelKind,
+        device: &Device,
+        obs: &dyn Observer,
+    ) -> Result<Value, StudyError> {
+        let start = Instant::now();
+        let params = self.eval_params(s, kernel);
         let eval_models = EvalModels {
             score: models.net.as_ref(),
             heads: models.heads.iter().collect(),
@@ -394,6 +404,42 @@ impl LearnedEvalStudy {
             KIND,
             &PathKlCell::new(report, start.elapsed().as_secs_f64()),
         )
+    }
+
+    /// The DDPM path-KL report of this study's methods with the exact score and the heads
+    /// `heads` held in memory instead of read from checkpoints (the `learned-curve` study's
+    /// evaluation of a head it has just trained), with the covariance-error curve on the
+    /// one-step kernels of the `curve_grid`-step grid. Checkpoints are not read: `models` is
+    /// unused.
+    ///
+    /// # Errors
+    /// The study's parameter errors (`score = "learned"` is refused: there is no network to
+    /// take the mean from); the evaluator's errors, e.g. a head method without its head.
+    pub(crate) fn evaluate_in_memory(
+        &self,
+        heads: &[&Head],
+        curve_grid: usize,
+        obs: &dyn Observer,
+    ) -> Result<EvalReport, StudyError> {
+        let s = self.setup()?;
+        if s.learned {
+            return Err(ParamError::new("score", "exact (in-memory heads)", "learned").into());
+        }
+        let params = EvalParams {
+            curve_grid,
+            ..self.eval_params(&s, KernelKind::Ddpm)
+        };
+        let models = EvalModels {
+            score: None,
+            heads: heads.to_vec(),
+        };
+        Ok(evaluate_chains(
+            &s.data.q0,
+            &models,
+            &params,
+            &Device::Cpu,
+            &|done, total| obs.inner(done, total),
+        )?)
     }
 
     pub(super) fn chain_cell(
