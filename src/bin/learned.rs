@@ -56,7 +56,11 @@ struct CurveArgs {
     #[arg(long, value_delimiter = ',', default_value = "ocm,npr")]
     heads: Vec<String>,
     /// Comma list of iteration budgets (each its own run from --seed).
-    #[arg(long, value_delimiter = ',', default_value = "2000,5000,10000,20000,50000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "2000,5000,10000,20000,50000"
+    )]
     iterations: Vec<usize>,
     /// Comma list of exact oracles evaluated beside the heads (beta, beta-tilde, analytic,
     /// diag, full).
@@ -92,6 +96,10 @@ struct CurveArgs {
     /// Seed (training and evaluation).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Comma list of training seeds (default: --seed): each (head, budget) is trained once per
+    /// seed; the figures show the mean and its standard error over the seeds.
+    #[arg(long, value_delimiter = ',')]
+    train_seeds: Option<Vec<u64>>,
     /// Rademacher probes per row of the OCM objective (M).
     #[arg(long, default_value_t = 1)]
     probes: usize,
@@ -430,6 +438,7 @@ fn curve(args: &CurveArgs) -> Result<(), Outcome> {
         batch: args.batch,
         lr: args.lr,
         seed: args.seed,
+        train_seeds: args.train_seeds.clone(),
         probes: args.probes,
         ocm_weight: args.ocm_weight.clone(),
         hidden: args.hidden,
@@ -437,6 +446,9 @@ fn curve(args: &CurveArgs) -> Result<(), Outcome> {
         fourier: args.fourier,
     };
     common::unique_list("--heads", &study.heads)?;
+    if let Some(s) = &study.train_seeds {
+        common::unique_list("--train-seeds", s)?;
+    }
     common::unique_list("--iterations", &study.iterations)?;
     common::unique_list("--oracles", &study.oracles)?;
     common::unique_list("--steps", &study.steps)?;

@@ -222,7 +222,10 @@ fn bad_input_exits_2_naming_the_problem() {
     for bad in ["full,lgs-0", "full,lgs-2-b0", "full,lgsb-x"] {
         eval(&["--methods", bad], "`--methods`");
     }
-    eval(&["--methods", "lgs-2"], "at least one method with an exact path KL");
+    eval(
+        &["--methods", "lgs-2"],
+        "at least one method with an exact path KL",
+    );
     eval(
         &["--methods", "full,lgs-2", "--mmd-steps", "none"],
         "LGS variants with DDPM MMD rows",
@@ -520,7 +523,14 @@ fn lgs_variants_are_sampled_with_their_network_passes() {
         let mut cmd = bin();
         cmd.args(["eval", "--data", "grid9", "--score", score, "--steps", "5"])
             .args(["--mmd-steps", "5", "--samples", "200", "--qmc-nodes", "64"])
-            .args(["--kernels", "ddpm", "--last-step", "noisy", "--methods", methods])
+            .args([
+                "--kernels",
+                "ddpm",
+                "--last-step",
+                "noisy",
+                "--methods",
+                methods,
+            ])
             .arg("--models")
             .arg(committed_models());
         common::run_for_json(cmd, &dir)
@@ -571,27 +581,46 @@ fn lgs_variants_are_sampled_with_their_network_passes() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// `learned curve` trains each budget's head in memory; `learned train` with the same settings
-/// and `--head-iterations` saves it, and `learned eval` reads it back. The two routes (weights
-/// kept in memory, weights through safetensors) with one evaluator must give the same rows bit
-/// for bit, and the same training log; the oracles' rows equal `eval`'s for the same methods,
-/// and the exact diagonal's covariance part is 0 (it is the exact diag C).
+/// `learned curve` trains each budget's head in memory; `learned train` with the same settings,
+/// `--head-iterations` and `--seed` saves it, and `learned eval` reads it back. The two routes
+/// (weights kept in memory, weights through safetensors) with one evaluator must give the same
+/// rows bit for bit, and the same training log, for each training seed; the oracles' rows
+/// equal `eval`'s for the same methods, the exact diagonal's covariance part is 0 (it is the
+/// exact diag C), and the seed spread is the mean and sample sd of the seeds' rows.
 #[test]
 fn the_curve_equals_train_then_eval_at_each_budget() {
     let dir = common::tmp_dir("learned-curve");
     let net = [
-        "--hidden", "8", "--layers", "1", "--batch", "32", "--threads", "2",
+        "--hidden",
+        "8",
+        "--layers",
+        "1",
+        "--batch",
+        "32",
+        "--threads",
+        "2",
     ];
-    let eval_flags = ["--steps", "4,8", "--early-stop", "1e-3", "--qmc-nodes", "64"];
+    let eval_flags = [
+        "--steps",
+        "4,8",
+        "--early-stop",
+        "1e-3",
+        "--qmc-nodes",
+        "64",
+    ];
     let mut cmd = bin();
     cmd.args(["curve", "--data", "grid9", "--heads", "ocm,npr"])
         .args(["--iterations", "20,40", "--oracles", "analytic,diag"])
+        .args(["--train-seeds", "0,1"])
         .args(eval_flags)
         .args(net);
     let curve = common::run_for_json(cmd, &dir);
-    assert_eq!(curve["curve"].as_array().map(Vec::len), Some(4));
+    assert_eq!(curve["curve"].as_array().map(Vec::len), Some(8));
     for name in ["cov_part", "diag_mse"] {
-        assert!(dir.join(format!("fig_{name}_grid9.png")).is_file(), "{name}");
+        assert!(
+            dir.join(format!("fig_{name}_grid9.png")).is_file(),
+            "{name}"
+        );
     }
     let row = |rows: &serde_json::Value, method: &str, t: u64| -> serde_json::Value {
         rows.as_array()
@@ -608,28 +637,40 @@ fn the_curve_equals_train_then_eval_at_each_budget() {
         assert!(d["cov_part"].as_f64().expect("f64").abs() < 1e-20, "{d}");
         assert!(row(&curve["oracles"], "analytic", t)["cov_part"].as_f64() > Some(1e-3));
     }
-    for budget in [20_u64, 40] {
-        let models = dir.join(format!("m{budget}"));
+    for (budget, seed) in [(20_u64, 0_u64), (20, 1), (40, 0), (40, 1)] {
+        let models = dir.join(format!("m{budget}-{seed}"));
+        let log_path = dir.join(format!("train{budget}-{seed}.json"));
         common::run_ok(
             bin()
                 .args(["train", "--data", "grid9", "--models", "ocm,npr"])
-                .args(["--scores", "exact", "--head-iterations", &budget.to_string()])
+                .args([
+                    "--scores",
+                    "exact",
+                    "--head-iterations",
+                    &budget.to_string(),
+                ])
+                .args(["--seed", &seed.to_string()])
                 .args(net)
                 .arg("--out")
                 .arg(&models)
                 .arg("--json")
-                .arg(dir.join(format!("train{budget}.json"))),
+                .arg(&log_path),
         );
-        let log: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(format!("train{budget}.json"))).expect("log"),
-        )
-        .expect("log JSON");
+        let log: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&log_path).expect("log"))
+                .expect("log JSON");
         let mut cmd = bin();
-        cmd.args(["eval", "--data", "grid9", "--methods", "analytic,diag,ocm,npr"])
-            .args(eval_flags)
-            .args(["--mmd-steps", "none", "--threads", "2", "--models"])
-            .arg(&models);
-        let eval_dir = dir.join(format!("eval{budget}"));
+        cmd.args([
+            "eval",
+            "--data",
+            "grid9",
+            "--methods",
+            "analytic,diag,ocm,npr",
+        ])
+        .args(eval_flags)
+        .args(["--mmd-steps", "none", "--threads", "2", "--models"])
+        .arg(&models);
+        let eval_dir = dir.join(format!("eval{budget}-{seed}"));
         std::fs::create_dir_all(&eval_dir).expect("dir");
         let eval = common::run_for_json(cmd, &eval_dir);
         for head in ["ocm", "npr"] {
@@ -637,7 +678,7 @@ fn the_curve_equals_train_then_eval_at_each_budget() {
                 .as_array()
                 .expect("curve")
                 .iter()
-                .find(|c| c["head"] == head && c["iterations"] == budget)
+                .find(|c| c["head"] == head && c["iterations"] == budget && c["train_seed"] == seed)
                 .expect("curve point");
             let run = log["runs"]
                 .as_array()
@@ -645,13 +686,16 @@ fn the_curve_equals_train_then_eval_at_each_budget() {
                 .iter()
                 .find(|r| r["model"] == head)
                 .expect("run");
-            assert_eq!(c["train"]["final_loss"], run["final_loss"], "{head} {budget}");
+            assert_eq!(
+                c["train"]["final_loss"], run["final_loss"],
+                "{head} {budget} {seed}"
+            );
             for t in [4, 8] {
                 let (a, b) = (row(&c["rows"], head, t), row(&eval["rows"], head, t));
                 // A trained head is not the exact diagonal: a positive, finite number.
                 assert!(a["cov_part"].as_f64().is_some_and(|v| v > 0.0), "{a}");
                 for key in ["path_kl", "err", "cov_part", "cov_part_err", "s_full"] {
-                    assert_eq!(a[key], b[key], "{head} {budget} T = {t} {key}");
+                    assert_eq!(a[key], b[key], "{head} {budget} s{seed} T = {t} {key}");
                 }
             }
         }
@@ -663,6 +707,37 @@ fn the_curve_equals_train_then_eval_at_each_budget() {
             }
         }
     }
+    // The spread over the two seeds: mean and sample sd of their covariance parts.
+    for p in curve["seed_spread"].as_array().expect("seed_spread") {
+        let v: Vec<f64> = curve["curve"]
+            .as_array()
+            .expect("curve")
+            .iter()
+            .filter(|c| c["head"] == p["head"] && c["iterations"] == p["iterations"])
+            .map(|c| {
+                row(
+                    &c["rows"],
+                    p["head"].as_str().expect("head"),
+                    p["T"].as_u64().expect("T"),
+                )["cov_part"]
+                    .as_f64()
+                    .expect("f64")
+            })
+            .collect();
+        assert_eq!(v.len(), 2, "{p}");
+        let mean = (v[0] + v[1]) / 2.0;
+        let sd = (v[0] - v[1]).abs() / 2.0_f64.sqrt();
+        // Two ways of summing two numbers: equal to f64 round-off (1e-12 relative).
+        assert!(
+            (p["cov_part_mean"].as_f64().expect("mean") - mean).abs() <= 1e-12 * mean,
+            "{p}"
+        );
+        assert!(
+            (p["cov_part_sd"].as_f64().expect("sd") - sd).abs() <= 1e-12 * mean,
+            "{p}"
+        );
+    }
+    assert_eq!(curve["seed_spread"].as_array().map(Vec::len), Some(8));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -684,5 +759,6 @@ fn curve_bad_input_exits_2_naming_the_key() {
     curve(&["--early-stop=-1"], "early-stop");
     curve(&["--ocm-weight", "heavy"], "ocm-weight");
     curve(&["--hidden", "0"], "hidden");
+    curve(&["--train-seeds", "1,1"], "--train-seeds");
     expect_bad(&["curve", "--data", "nope"], "unknown data set `nope`");
 }

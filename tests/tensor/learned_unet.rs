@@ -426,7 +426,10 @@ fn unet_forward_and_jacobian_in_row_chunks_equal_the_rows_alone(device: &Device)
             .iter()
             .zip(&all[start * 64..(start + m) * 64])
             .fold(0.0f64, |e, (a, b)| e.max((a - b).abs()));
-        assert!(err <= 1e-5 * scale, "forward rows {start}..: {err:e} (scale {scale:e})");
+        assert!(
+            err <= 1e-5 * scale,
+            "forward rows {start}..: {err:e} (scale {scale:e})"
+        );
     }
     // The Jacobian on 40 rows (three chunks of 16) against rows 17..20 alone.
     let (u40, c40) = (u.narrow(0, 0, 40)?, c.narrow(0, 0, 40)?);

@@ -66,6 +66,11 @@ pub struct LearnedCurveStudy {
     pub lr: f64,
     /// Seed of the training (initialisation and draws) and of the evaluation.
     pub seed: u64,
+    /// Training seeds (`None`: `seed` alone): every (head, budget) is trained once per seed
+    /// and evaluated with `seed`; the figures show the mean over the seeds with its standard
+    /// error, the JSON each run and, with two or more seeds, their spread (`seed_spread`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_seeds: Option<Vec<u64>>,
     /// Rademacher probes per row of the OCM objective (M).
     pub probes: usize,
     /// Time weight of the ocm objective: `normalized` or `paper`.
@@ -97,6 +102,7 @@ impl Default for LearnedCurveStudy {
             batch: t.batch,
             lr: t.lr,
             seed: t.seed,
+            train_seeds: None,
             probes: t.probes,
             ocm_weight: "normalized".into(),
             hidden: t.hidden,
@@ -110,7 +116,11 @@ impl Default for LearnedCurveStudy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CellSpec {
     Oracles,
-    Head { kind: HeadKind, iterations: usize },
+    Head {
+        kind: HeadKind,
+        iterations: usize,
+        seed: u64,
+    },
 }
 
 /// A computed cell.
@@ -120,6 +130,9 @@ struct CurveCell {
     head: Option<String>,
     /// Training iterations (0 for the oracles).
     iterations: usize,
+    /// Training seed (`None` in cells written before the key: `seed`).
+    #[serde(default)]
+    train_seed: Option<u64>,
     /// Training wall time, rate and final loss (`None` for the oracles).
     train: Option<TrainLog>,
     /// The path-KL rows (per method and T).
@@ -142,7 +155,11 @@ impl LearnedCurveStudy {
         let mut out = Vec::new();
         for h in &self.heads {
             let k = HeadKind::from_name(h.trim()).ok_or_else(|| {
-                ParamError::new("heads", "ocm, npr, sn, iddpm", format!("unknown head `{h}`"))
+                ParamError::new(
+                    "heads",
+                    "ocm, npr, sn, iddpm",
+                    format!("unknown head `{h}`"),
+                )
             })?;
             if out.contains(&k) {
                 return Err(ParamError::new("heads", "distinct head kinds", h.clone()));
@@ -168,8 +185,14 @@ impl LearnedCurveStudy {
         Ok(self.iterations.clone())
     }
 
-    /// The training settings of one head at `iterations` as a `learned-train` study.
-    fn trainer(&self, kind: HeadKind, iterations: usize) -> LearnedTrainStudy {
+    /// The training seeds, `[seed]` by default.
+    fn train_seed_list(&self) -> Vec<u64> {
+        self.train_seeds.clone().unwrap_or_else(|| vec![self.seed])
+    }
+
+    /// The training settings of one head at `iterations` from `seed` as a `learned-train`
+    /// study.
+    fn trainer(&self, kind: HeadKind, iterations: usize, seed: u64) -> LearnedTrainStudy {
         LearnedTrainStudy {
             data: self.data.clone(),
             models: vec![kind.name().into()],
@@ -177,7 +200,7 @@ impl LearnedCurveStudy {
             head_iterations: iterations,
             batch: self.batch,
             lr: self.lr,
-            seed: self.seed,
+            seed,
             probes: self.probes,
             ocm_weight: self.ocm_weight.clone(),
             hidden: self.hidden,
@@ -217,10 +240,17 @@ impl LearnedCurveStudy {
     fn specs(&self) -> Result<Vec<CellSpec>, ParamError> {
         let kinds = self.head_kinds()?;
         let budgets = self.budgets()?;
+        let seeds = self.train_seed_list();
         let mut out = vec![CellSpec::Oracles];
         for &kind in &kinds {
             for &iterations in &budgets {
-                out.push(CellSpec::Head { kind, iterations });
+                for &seed in &seeds {
+                    out.push(CellSpec::Head {
+                        kind,
+                        iterations,
+                        seed,
+                    });
+                }
             }
         }
         Ok(out)
@@ -229,7 +259,11 @@ impl LearnedCurveStudy {
     fn label_of(spec: CellSpec) -> String {
         match spec {
             CellSpec::Oracles => "oracles".into(),
-            CellSpec::Head { kind, iterations } => format!("{} {iterations} its", kind.name()),
+            CellSpec::Head {
+                kind,
+                iterations,
+                seed,
+            } => format!("{} {iterations} its seed {seed}", kind.name()),
         }
     }
 
@@ -238,19 +272,30 @@ impl LearnedCurveStudy {
     fn check(&self) -> Result<(), ParamError> {
         let kinds = self.head_kinds()?;
         let budgets = self.budgets()?;
+        if let Some(seeds) = &self.train_seeds {
+            ensure(!seeds.is_empty(), "train-seeds", "at least one seed", "[]")?;
+            crate::study::ensure_unique("train-seeds", seeds)?;
+        }
         for &kind in &kinds {
             for &n in &budgets {
-                self.trainer(kind, n).validate().map_err(|mut e| {
-                    if e.key == "head-iterations" {
-                        e.key = "iterations";
-                    } else if e.key == "models" {
-                        e.key = "heads";
-                    }
-                    e
-                })?;
+                self.trainer(kind, n, self.seed)
+                    .validate()
+                    .map_err(|mut e| {
+                        if e.key == "head-iterations" {
+                            e.key = "iterations";
+                        } else if e.key == "models" {
+                            e.key = "heads";
+                        }
+                        e
+                    })?;
             }
         }
-        ensure(!self.oracles.is_empty(), "oracles", "at least one method", "[]")?;
+        ensure(
+            !self.oracles.is_empty(),
+            "oracles",
+            "at least one method",
+            "[]",
+        )?;
         for o in &self.oracles {
             match Method::from_name(o) {
                 Ok(Method::Family(_)) => {}
@@ -275,21 +320,33 @@ impl LearnedCurveStudy {
         match spec {
             CellSpec::Oracles => {
                 let start = Instant::now();
-                let report = self
-                    .evaluator(self.oracles.clone())
-                    .evaluate_in_memory(&[], self.curve_grid(), obs)?;
+                let report = self.evaluator(self.oracles.clone()).evaluate_in_memory(
+                    &[],
+                    self.curve_grid(),
+                    obs,
+                )?;
                 Ok(CurveCell {
                     head: None,
                     iterations: 0,
+                    train_seed: None,
                     train: None,
                     rows: report.rows,
                     cov_error: report.cov_error,
                     eval_wall_s: start.elapsed().as_secs_f64(),
                 })
             }
-            CellSpec::Head { kind, iterations } => {
-                obs.phase(&format!("train {} ({iterations} its)", kind.name()));
-                let (head, info) = self.trainer(kind, iterations).train_exact_head(kind, obs)?;
+            CellSpec::Head {
+                kind,
+                iterations,
+                seed,
+            } => {
+                obs.phase(&format!(
+                    "train {} ({iterations} its, seed {seed})",
+                    kind.name()
+                ));
+                let (head, info) = self
+                    .trainer(kind, iterations, seed)
+                    .train_exact_head(kind, obs)?;
                 obs.phase(&format!("evaluate {} ({iterations} its)", kind.name()));
                 let start = Instant::now();
                 let report = self
@@ -298,6 +355,7 @@ impl LearnedCurveStudy {
                 Ok(CurveCell {
                     head: Some(kind.name().into()),
                     iterations,
+                    train_seed: Some(seed),
                     train: Some(TrainLog {
                         wall_s: info.wall_s,
                         its_per_s: info.its_per_s,
@@ -309,6 +367,84 @@ impl LearnedCurveStudy {
                 })
             }
         }
+    }
+}
+
+/// The covariance part of one (head, budget, T) over the training seeds.
+struct Spread {
+    head: String,
+    iterations: usize,
+    steps: usize,
+    n: usize,
+    mean: f64,
+    /// Sample standard deviation over the seeds (0 for one seed).
+    sd: f64,
+    /// `sd / sqrt(n)`, or the evaluation's error estimate for one seed.
+    se: f64,
+    min: f64,
+    max: f64,
+    path_kl_mean: f64,
+    /// Mean over the seeds of the mean relative diagonal error.
+    rel_mse: Option<f64>,
+}
+
+impl LearnedCurveStudy {
+    /// Per head, budget and T (in the parameters' order): the covariance part's mean over the
+    /// training seeds, its spread and standard error.
+    fn seed_spread(&self, heads: &[CurveCell]) -> Vec<Spread> {
+        let mut steps = self.steps.clone();
+        steps.sort_unstable();
+        steps.dedup();
+        let mut out = Vec::new();
+        for h in &self.heads {
+            let h = h.trim();
+            for &n_its in &self.iterations {
+                let runs: Vec<&CurveCell> = heads
+                    .iter()
+                    .filter(|c| c.head.as_deref() == Some(h) && c.iterations == n_its)
+                    .collect();
+                let rel: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|c| mean_cov_error(&c.cov_error, h).map(|m| m.1))
+                    .collect();
+                for &t in &steps {
+                    let rows: Vec<&EvalRow> = runs
+                        .iter()
+                        .filter_map(|c| c.rows.iter().find(|r| r.steps == t))
+                        .collect();
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let n = rows.len();
+                    let v: Vec<f64> = rows.iter().map(|r| r.cov_part.value).collect();
+                    let mean = v.iter().sum::<f64>() / n as f64;
+                    let sd = if n > 1 {
+                        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+                    } else {
+                        0.0
+                    };
+                    out.push(Spread {
+                        head: h.to_string(),
+                        iterations: n_its,
+                        steps: t,
+                        n,
+                        mean,
+                        sd,
+                        se: if n > 1 {
+                            sd / (n as f64).sqrt()
+                        } else {
+                            rows[0].cov_part.err
+                        },
+                        min: v.iter().copied().fold(f64::INFINITY, f64::min),
+                        max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                        path_kl_mean: rows.iter().map(|r| r.path_kl.value).sum::<f64>() / n as f64,
+                        rel_mse: (!rel.is_empty())
+                            .then(|| rel.iter().sum::<f64>() / rel.len() as f64),
+                    });
+                }
+            }
+        }
+        out
     }
 }
 
@@ -390,20 +526,28 @@ impl StudyKind for LearnedCurveStudy {
                 r.method, "exact", r.steps, r.cov_part.value, r.cov_part.err
             );
         }
+        let many = self.train_seed_list().len() > 1;
         let mut curve = Vec::new();
         for c in heads {
             let method = c.head.clone().unwrap_or_default();
+            let seed = c.train_seed.unwrap_or(self.seed);
             let (mse, rel) = mean_cov_error(&c.cov_error, &method).unwrap_or((f64::NAN, f64::NAN));
+            let who = if many {
+                format!("{:>7} s{seed:<3}", c.iterations)
+            } else {
+                format!("{:>7}", c.iterations)
+            };
             for r in &c.rows {
                 table += &format!(
-                    "{:>10} {:>7}  T = {:>4}: cov part {:.5} +- {:.1e}   mean diag mse {:.3e} (rel {:.3e})\n",
-                    method, c.iterations, r.steps, r.cov_part.value, r.cov_part.err, mse, rel
+                    "{:>10} {who}  T = {:>4}: cov part {:.5} +- {:.1e}   mean diag mse {:.3e} (rel {:.3e})\n",
+                    method, r.steps, r.cov_part.value, r.cov_part.err, mse, rel
                 );
             }
             let train = c.train.as_ref();
             curve.push(json!({
                 "head": method,
                 "iterations": c.iterations,
+                "train_seed": seed,
                 "train": {
                     "wall_s": train.map(|t| t.wall_s),
                     "its_per_s": train.map(|t| t.its_per_s),
@@ -417,6 +561,15 @@ impl StudyKind for LearnedCurveStudy {
                     "t": e.t, "ln_abar": e.ln_abar, "mse": e.mse, "rel_mse": e.rel_mse,
                 })).collect::<Vec<_>>(),
             }));
+        }
+        let spread = self.seed_spread(heads);
+        if many {
+            for p in &spread {
+                table += &format!(
+                    "{:>10} {:>7}  T = {:>4}: cov part over {} seeds: mean {:.5} +- {:.1e} (s.e.), min {:.5}, max {:.5}\n",
+                    p.head, p.iterations, p.steps, p.n, p.mean, p.se, p.min, p.max
+                );
+            }
         }
         table += &format!(
             "wall time {:.1} s on {} threads\n",
@@ -437,6 +590,17 @@ impl StudyKind for LearnedCurveStudy {
                 "method": e.method, "t": e.t, "mse": e.mse, "rel_mse": e.rel_mse,
             })).collect::<Vec<_>>(),
             "curve": curve,
+            "train_seeds": self.train_seed_list(),
+            "seed_spread": if many {
+                spread.iter().map(|p| json!({
+                    "head": p.head, "iterations": p.iterations, "T": p.steps, "n": p.n,
+                    "cov_part_mean": p.mean, "cov_part_sd": p.sd, "cov_part_se": p.se,
+                    "cov_part_min": p.min, "cov_part_max": p.max,
+                    "path_kl_mean": p.path_kl_mean,
+                })).collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            },
             "params": self,
             "threads": info.threads,
             "wall_time_s": info.wall_time_s,
@@ -488,19 +652,16 @@ impl LearnedCurveStudy {
             .flat_map(|c| c.rows.iter().map(|r| r.cov_part.value))
             .filter(|v| v.is_finite())
             .fold(0.0_f64, f64::max);
+        let spread = self.seed_spread(heads);
         let mut zero: Vec<String> = Vec::new();
         let mut series = Vec::new();
         let mut index = 0;
         for (ti, &t) in steps.iter().enumerate() {
             for k in &kinds {
-                let pts: Vec<(f64, f64, f64)> = heads
+                let pts: Vec<(f64, f64, f64)> = spread
                     .iter()
-                    .filter(|c| c.head.as_deref() == Some(k.as_str()))
-                    .filter_map(|c| {
-                        c.rows.iter().find(|r| r.steps == t).map(|r| {
-                            (c.iterations as f64, r.cov_part.value, r.cov_part.err)
-                        })
-                    })
+                    .filter(|p| &p.head == k && p.steps == t)
+                    .map(|p| (p.iterations as f64, p.mean, p.se))
                     .collect();
                 series.push(
                     Series::new(
@@ -532,12 +693,20 @@ impl LearnedCurveStudy {
             }
         }
         series.retain(|s| s.has_drawable_point(true));
-        let caption = format!(
-            "{} with the exact score, {}, early stop {:e}; each budget its own run from seed {} (cosine lr over the budget); bars: error estimates",
-            self.data, self.schedule, self.early_stop, self.seed
-        );
+        let seeds = self.train_seed_list();
+        let caption = if seeds.len() > 1 {
+            format!(
+                "{} with the exact score, {}, early stop {:e}; each budget {} runs (seeds {:?}, cosine lr over the budget); mean, bars: s.e. over the seeds",
+                self.data, self.schedule, self.early_stop, seeds.len(), seeds
+            )
+        } else {
+            format!(
+                "{} with the exact score, {}, early stop {:e}; each budget its own run from seed {} (cosine lr over the budget); bars: error estimates",
+                self.data, self.schedule, self.early_stop, seeds[0]
+            )
+        };
         let cov_caption = if zero.is_empty() {
-            caption.clone()
+            caption
         } else {
             format!(
                 "{caption}; exact 0 (round-off, not drawn): {}",
@@ -548,7 +717,10 @@ impl LearnedCurveStudy {
             format!("_cov_part_{}", self.data),
             Figure::Plot(Plot {
                 x_scale: XScale::Log,
-                title: format!("Covariance part of the exact path KL vs training budget: {}", self.data),
+                title: format!(
+                    "Covariance part of the exact path KL vs training budget: {}",
+                    self.data
+                ),
                 x_label: "AdamW iterations of the head".into(),
                 y_label: "sum_steps E KL(N(m, C) || N(m, Sigma))".into(),
                 series,
@@ -558,12 +730,12 @@ impl LearnedCurveStudy {
         )];
         let mut series = Vec::new();
         for (i, k) in kinds.iter().enumerate() {
-            let pts: Vec<(f64, f64)> = heads
+            // One point per budget (the spread's first T: the error does not depend on T),
+            // the mean over the seeds.
+            let pts: Vec<(f64, f64)> = spread
                 .iter()
-                .filter(|c| c.head.as_deref() == Some(k.as_str()))
-                .filter_map(|c| {
-                    mean_cov_error(&c.cov_error, k).map(|(_, rel)| (c.iterations as f64, rel))
-                })
+                .filter(|p| &p.head == k && Some(&p.steps) == steps.first())
+                .filter_map(|p| p.rel_mse.map(|r| (p.iterations as f64, r)))
                 .collect();
             series.push(
                 Series::new(
@@ -593,12 +765,17 @@ impl LearnedCurveStudy {
                     title: format!("Diagonal error of the heads vs training budget: {}", self.data),
                     x_label: "AdamW iterations of the head".into(),
                     y_label: format!(
-                        "mean over the {}-step grid's kernels of E ||diag Sigma - diag C||^2 / E ||diag C||^2",
+                        "relative diag error, mean over the {}-step kernels",
                         self.curve_grid()
                     ),
                     series,
                     refs: vec![],
-                    caption: Some(caption),
+                    caption: Some(format!(
+                        "E ||diag Sigma - diag C||^2 / E ||diag C||^2 over q_t at the {}-step grid's times; {}, exact score, mean over seeds {:?}",
+                        self.curve_grid(),
+                        self.data,
+                        seeds
+                    )),
                 }),
             ));
         }

@@ -21,9 +21,9 @@ use super::{head_path_net, load_data, parse_net, prior_of, score_path_net, DataS
 use crate::learned::checkpoint::CheckpointMeta;
 use crate::learned::train::DataSampler;
 use crate::learned::{
-    load_score_for, Head, save_head, save_score, train_head, train_score, Expected, HeadKind, HeadScore,
-    LearnedError, MlpShape, ModelKind, OcmWeight, ScoreNet, TimeMixture, TrainInfo, TrainParams,
-    UnetShape,
+    load_score_for, save_head, save_score, train_head, train_score, Expected, Head, HeadKind,
+    HeadScore, LearnedError, MlpShape, ModelKind, OcmWeight, ScoreNet, TimeMixture, TrainInfo,
+    TrainParams, UnetShape,
 };
 use crate::study::{
     from_cell, to_cell, Assembled, FigureName, Observer, ParamError, RunInfo, StudyError, StudyKind,

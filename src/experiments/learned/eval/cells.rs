@@ -58,7 +58,8 @@ impl LgsVariant {
         } else {
             (false, name.strip_prefix("lgs-")?)
         };
-        let bad = || format!("`{name}`: expected lgs-<k>, lgs-<k>-b<L> or lgsb-<k>[-b<L>], k, L >= 1");
+        let bad =
+            || format!("`{name}`: expected lgs-<k>, lgs-<k>-b<L> or lgsb-<k>[-b<L>], k, L >= 1");
         let (k, batch) = match rest.split_once("-b") {
             Some((k, l)) => (k.parse::<usize>(), l.parse::<usize>()),
             None => (rest.parse::<usize>(), Ok(1)),

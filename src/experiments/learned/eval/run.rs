@@ -60,9 +60,9 @@ impl LearnedEvalStudy {
         let mut exact_names = Vec::new();
         for name in methods_text.split(',').map(str::trim) {
             match LgsVariant::parse(name) {
-                Some(v) => lgs.push(
-                    v.map_err(|e| ParamError::new("methods", "covariance methods", e))?,
-                ),
+                Some(v) => {
+                    lgs.push(v.map_err(|e| ParamError::new("methods", "covariance methods", e))?)
+                }
                 None => exact_names.push(name),
             }
         }
@@ -170,7 +170,9 @@ impl LearnedEvalStudy {
                 ));
             }
         }
-        if !lgs.is_empty() && (mmd_steps.is_empty() || !self.kernels.iter().any(|k| k.trim() == "ddpm")) {
+        if !lgs.is_empty()
+            && (mmd_steps.is_empty() || !self.kernels.iter().any(|k| k.trim() == "ddpm"))
+        {
             return Err(ParamError::new(
                 "methods",
                 "LGS variants with DDPM MMD rows (they have no exact path KL)",
@@ -460,7 +462,15 @@ impl LearnedEvalStudy {
             ChainMethod::Eval(m) => m,
             ChainMethod::Lgs(v) => {
                 // On the mean's own covariance: its H v by reverse mode (J^T v).
-                return self.sample_cell(s, inputs, (kernel, cm, t), (mean, CovSource::Mean), v.family(self.lgsb_fraction), start, obs);
+                return self.sample_cell(
+                    s,
+                    inputs,
+                    (kernel, cm, t),
+                    (mean, CovSource::Mean),
+                    v.family(self.lgsb_fraction),
+                    start,
+                    obs,
+                );
             }
         };
         let (cov, family) = match m {
