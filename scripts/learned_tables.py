@@ -68,18 +68,15 @@ def lowest(doc, t, methods):
     return f"{best} / {min(heads)[1]}" if heads else best
 
 
-rows_of_table = []
-
-
-def cell(doc, label, col, kind, score):
-    """The new text of one cell: row `label`, column header `col`."""
+def cell(doc, label, col, kind, score, labels):
+    """The new text of one cell: row `label` (of the table's rows `labels`), column `col`."""
     m = re.match(r"([Tt]) = ([0-9.]+)", col)
     if not m:
         raise ValueError(f"column `{col}`")
     if m.group(1) == "t":
         t = float(m.group(2))
         if label == "lowest (all / heads)":
-            return lowest(doc, t, rows_of_table)
+            return lowest(doc, t, labels)
         return g3(rel_mse_at(doc, label, t))
     t = int(m.group(2))
     kernel = "ddim" if kind in (", DDIM", ", DDIM path KL") else "ddpm"
@@ -116,14 +113,11 @@ def refill(lines):
         out.append(lines[i])
         out.append(lines[i + 1])
         i += 2
-        rows_of_table.clear()
-        j = i
-        while j < len(lines) and lines[j].startswith("| "):
-            rows_of_table.append(lines[j].strip().strip("|").split("|")[0].strip())
-            j += 1
-        while i < len(lines) and lines[i].startswith("| "):
-            label = lines[i].strip().strip("|").split("|")[0].strip()
-            cells = [cell(doc, label, c, kind or "", score) for c in cols]
+        labels = []
+        while i + len(labels) < len(lines) and lines[i + len(labels)].startswith("| "):
+            labels.append(lines[i + len(labels)].strip().strip("|").split("|")[0].strip())
+        for label in labels:
+            cells = [cell(doc, label, c, kind or "", score, labels) for c in cols]
             out.append("| " + " | ".join([label] + cells) + " |\n")
             i += 1
     return out

@@ -87,34 +87,13 @@ struct CurveArgs {
     /// D > 2: QMC points per component and shift of S_full.
     #[arg(long, default_value_t = 64)]
     qmc_points: usize,
-    /// Batch size.
-    #[arg(long, default_value_t = 256)]
-    batch: usize,
-    /// Peak learning rate (cosine decay to 0 over each budget).
-    #[arg(long, default_value_t = 2e-3)]
-    lr: f64,
-    /// Seed (training and evaluation).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    opt: Optimisation,
     /// Comma list of training seeds (default: --seed): each (head, budget) is trained once per
-    /// seed; the figures show the mean and its standard error over the seeds.
+    /// seed and evaluated with --seed; the figures show the mean and its standard error over
+    /// the seeds.
     #[arg(long, value_delimiter = ',')]
     train_seeds: Option<Vec<u64>>,
-    /// Rademacher probes per row of the OCM objective (M).
-    #[arg(long, default_value_t = 1)]
-    probes: usize,
-    /// Time weight of the ocm objective: normalized or paper.
-    #[arg(long, default_value = "normalized")]
-    ocm_weight: String,
-    /// Hidden width of the heads.
-    #[arg(long, default_value_t = 128)]
-    hidden: usize,
-    /// Hidden layers of the heads.
-    #[arg(long, default_value_t = 3)]
-    layers: usize,
-    /// Fourier frequencies of the time input.
-    #[arg(long, default_value_t = 6)]
-    fourier: usize,
     /// JSON output (default `studies/results/learned_curve_<data>.json`).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -125,6 +104,36 @@ struct CurveArgs {
     /// Worker threads (the weights are reproducible for a fixed count).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+/// The training flags `train` and `curve` share (the same names and defaults).
+#[derive(ClapArgs, Debug)]
+struct Optimisation {
+    /// Batch size.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Peak learning rate (cosine decay to 0 over the run's iterations).
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    /// Seed (initialisation and every draw; `curve`: also the evaluation).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Rademacher probes per row of the OCM objective (M).
+    #[arg(long, default_value_t = 1)]
+    probes: usize,
+    /// Time weight of the ocm objective: normalized (errors in Cov(eps | x_t) units) or paper
+    /// (h units, uniform in t: the paper's eq. 13); the optimum is the same.
+    #[arg(long, default_value = "normalized")]
+    ocm_weight: String,
+    /// Hidden width of every network.
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// Hidden layers of every network.
+    #[arg(long, default_value_t = 3)]
+    layers: usize,
+    /// Fourier frequencies of the time input.
+    #[arg(long, default_value_t = 6)]
+    fourier: usize,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -144,31 +153,8 @@ struct TrainArgs {
     /// Iterations of each head.
     #[arg(long, default_value_t = 8_000)]
     head_iterations: usize,
-    /// Batch size.
-    #[arg(long, default_value_t = 256)]
-    batch: usize,
-    /// Peak learning rate (cosine decay to 0).
-    #[arg(long, default_value_t = 2e-3)]
-    lr: f64,
-    /// Seed (initialisation and every draw).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Rademacher probes per row of the OCM objective (M).
-    #[arg(long, default_value_t = 1)]
-    probes: usize,
-    /// Time weight of the ocm objective: normalized (errors in Cov(eps | x_t) units) or paper
-    /// (h units, uniform in t: the paper's eq. 13); the optimum is the same.
-    #[arg(long, default_value = "normalized")]
-    ocm_weight: String,
-    /// Hidden width of every network.
-    #[arg(long, default_value_t = 128)]
-    hidden: usize,
-    /// Hidden layers of every network.
-    #[arg(long, default_value_t = 3)]
-    layers: usize,
-    /// Fourier frequencies of the time input.
-    #[arg(long, default_value_t = 6)]
-    fourier: usize,
+    #[command(flatten)]
+    opt: Optimisation,
     /// Network: mlp, or unet (a time-conditioned U-Net, image data sets only; its checkpoints
     /// go to `<out>/<data>/unet/`).
     #[arg(long, default_value = "mlp")]
@@ -337,14 +323,14 @@ fn train(args: &TrainArgs) -> Result<(), Outcome> {
         scores: args.scores.clone(),
         iterations: args.iterations,
         head_iterations: args.head_iterations,
-        batch: args.batch,
-        lr: args.lr,
-        seed: args.seed,
-        probes: args.probes,
-        ocm_weight: args.ocm_weight.clone(),
-        hidden: args.hidden,
-        layers: args.layers,
-        fourier: args.fourier,
+        batch: args.opt.batch,
+        lr: args.opt.lr,
+        seed: args.opt.seed,
+        probes: args.opt.probes,
+        ocm_weight: args.opt.ocm_weight.clone(),
+        hidden: args.opt.hidden,
+        layers: args.opt.layers,
+        fourier: args.opt.fourier,
         net: args.net.clone(),
         head_net: args.head_net.clone(),
         channels: args.channels,
@@ -435,15 +421,15 @@ fn curve(args: &CurveArgs) -> Result<(), Outcome> {
         rule: args.rule.clone(),
         qmc_nodes: args.qmc_nodes,
         qmc_points: args.qmc_points,
-        batch: args.batch,
-        lr: args.lr,
-        seed: args.seed,
+        batch: args.opt.batch,
+        lr: args.opt.lr,
+        seed: args.opt.seed,
         train_seeds: args.train_seeds.clone(),
-        probes: args.probes,
-        ocm_weight: args.ocm_weight.clone(),
-        hidden: args.hidden,
-        layers: args.layers,
-        fourier: args.fourier,
+        probes: args.opt.probes,
+        ocm_weight: args.opt.ocm_weight.clone(),
+        hidden: args.opt.hidden,
+        layers: args.opt.layers,
+        fourier: args.opt.fourier,
     };
     common::unique_list("--heads", &study.heads)?;
     if let Some(s) = &study.train_seeds {

@@ -171,17 +171,13 @@ impl LearnedCurveStudy {
     }
 
     fn budgets(&self) -> Result<Vec<usize>, ParamError> {
-        let mut b = self.iterations.clone();
-        ensure(!b.is_empty(), "iterations", "at least one budget", "[]")?;
-        b.sort_unstable();
-        b.dedup();
-        if b.len() != self.iterations.len() {
-            return Err(ParamError::new(
-                "iterations",
-                "distinct budgets",
-                format!("{:?}", self.iterations),
-            ));
-        }
+        ensure(
+            !self.iterations.is_empty(),
+            "iterations",
+            "at least one budget",
+            "[]",
+        )?;
+        crate::study::ensure_unique("iterations", &self.iterations)?;
         Ok(self.iterations.clone())
     }
 
@@ -605,7 +601,7 @@ impl StudyKind for LearnedCurveStudy {
             "threads": info.threads,
             "wall_time_s": info.wall_time_s,
         });
-        let figures = self.draw(oracles, heads);
+        let figures = self.draw(oracles, &spread);
         Ok(Assembled {
             doc,
             figures,
@@ -636,7 +632,7 @@ impl StudyKind for LearnedCurveStudy {
 impl LearnedCurveStudy {
     /// The two figures: the covariance part against the budget (one curve per head and T;
     /// the oracles dashed, flat), and the mean relative diagonal error against the budget.
-    fn draw(&self, oracles: &CurveCell, heads: &[CurveCell]) -> Vec<(String, Figure)> {
+    fn draw(&self, oracles: &CurveCell, spread: &[Spread]) -> Vec<(String, Figure)> {
         let kinds: Vec<String> = self.heads.iter().map(|h| h.trim().to_string()).collect();
         let budgets: Vec<f64> = self.iterations.iter().map(|&n| n as f64).collect();
         let (lo, hi) = budgets
@@ -647,12 +643,11 @@ impl LearnedCurveStudy {
         steps.dedup();
         // An oracle whose covariance part is round-off (the exact diagonal where C is diagonal,
         // as on grid9) is named in the caption instead of drawn 30 decades below the heads.
-        let top = heads
+        let top = spread
             .iter()
-            .flat_map(|c| c.rows.iter().map(|r| r.cov_part.value))
+            .map(|p| p.max)
             .filter(|v| v.is_finite())
             .fold(0.0_f64, f64::max);
-        let spread = self.seed_spread(heads);
         let mut zero: Vec<String> = Vec::new();
         let mut series = Vec::new();
         let mut index = 0;
