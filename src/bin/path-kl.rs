@@ -103,6 +103,11 @@ struct Args {
     /// Seed of the QMC shifts (and of the `hutchinson-<M>` Monte Carlo).
     #[arg(long, default_value_t = QmcParams::default().seed)]
     seed: u64,
+    /// Also write every step's term (s, t, term, err, and its S_full and covariance parts)
+    /// per family and T to the JSON (`steps`), and a figure of the largest T's step terms
+    /// along the chain (`<stem>_steps`).
+    #[arg(long)]
+    per_step: bool,
 }
 
 fn main() {
@@ -152,6 +157,7 @@ fn study(args: &Args) -> PathKlStudy {
         hutchinson_points: args.hutchinson_points,
         seed: args.seed,
         kernel: args.kernel.clone(),
+        per_step: args.per_step,
     }
 }
 

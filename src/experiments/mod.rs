@@ -10,6 +10,7 @@ pub mod image_presets;
 pub mod lanczos;
 #[cfg(feature = "candle")]
 pub mod learned;
+pub mod local_error;
 pub mod path_kl;
 pub mod registry;
 pub mod samplers;

@@ -11,8 +11,9 @@ use crate::study::{StudyError, StudyKind};
 
 /// The study kinds this build knows (those behind a feature are listed either way: a file of
 /// such a kind is a clear error when the feature is missing).
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 11] = [
     "path-kl",
+    "local-error",
     "lanczos",
     "samplers",
     "guidance",
@@ -49,6 +50,9 @@ fn parse_kind(path: &Path, kind: &str, text: &str, root: &Path) -> Result<Parsed
     };
     match kind {
         "path-kl" => parse_kind_as::<crate::experiments::path_kl::PathKlStudy>(path, text, root),
+        "local-error" => {
+            parse_kind_as::<crate::experiments::local_error::LocalErrorStudy>(path, text, root)
+        }
         "lanczos" => parse_kind_as::<crate::experiments::lanczos::LanczosStudy>(path, text, root),
         "samplers" => {
             parse_kind_as::<crate::experiments::samplers::SamplersStudy>(path, text, root)

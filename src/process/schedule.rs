@@ -361,6 +361,36 @@ impl Schedule {
         }
     }
 
+    /// `ln abar` at the fraction `u in [0, 1]` of a continuous schedule's grid, the value
+    /// the `T`-step grid takes at `u = i / T` (bit for bit: `grid(T, delta).ln_abar[i]`):
+    /// `u` is the sampler's own clock, on which the local error densities and the
+    /// asymptotic constants of `docs/schedules.md` are defined. `None` for the discrete
+    /// schedules (`ddpm-linear`, tables), whose grids are rounded base indices, for `u`
+    /// outside `[0, 1]` and for an invalid schedule or early stop.
+    #[must_use]
+    pub fn ln_abar_at(&self, u: f64, early_stop: f64) -> Option<f64> {
+        if !(0.0..=1.0).contains(&u) || self.validate().is_err() {
+            return None;
+        }
+        let delta_ok = |end: f64| (0.0..end).contains(&early_stop);
+        match *self {
+            Schedule::VpLinear { beta_min, beta_max } if delta_ok(1.0) => Some(vp_linear_ln_abar(
+                beta_min,
+                beta_max,
+                continuous_time(early_stop, 1.0, u),
+            )),
+            Schedule::SnrUniform {
+                lambda_min,
+                lambda_max,
+            } if early_stop == 0.0 => Some(snr_uniform_ln_abar(lambda_min, lambda_max, u)),
+            Schedule::Cosine { offset, tau_max } if delta_ok(tau_max) => Some(cosine_ln_abar(
+                offset,
+                continuous_time(early_stop, tau_max, u),
+            )),
+            _ => None,
+        }
+    }
+
     /// Builds the `T`-step grid (`T = steps`) with early stop `delta = early_stop`.
     ///
     /// - `vp-linear`: `tau_i = delta + (1 - delta) (i / T)`,
@@ -415,8 +445,7 @@ impl Schedule {
                 let times = continuous_times(delta, 1.0, steps);
                 let ln_abar = times
                     .iter()
-                    // `0.0 - (..)` so that tau = 0 gives ln abar = +0.0, not -0.0.
-                    .map(|&tau| 0.0 - (beta_min * tau + (beta_max - beta_min) * tau * tau / 2.0))
+                    .map(|&tau| vp_linear_ln_abar(beta_min, beta_max, tau))
                     .collect();
                 Grid { times, ln_abar }
             }
@@ -440,23 +469,17 @@ impl Schedule {
                 let mut times = Vec::with_capacity(steps + 1);
                 let mut ln_abar = Vec::with_capacity(steps + 1);
                 for i in 0..=steps {
-                    let lambda = if i == steps {
-                        lambda_min
-                    } else {
-                        lambda_max + (lambda_min - lambda_max) * frac(i, steps)
-                    };
-                    times.push(frac(i, steps));
-                    ln_abar.push(-(1.0 / lambda).ln_1p());
+                    let u = frac(i, steps);
+                    times.push(u);
+                    ln_abar.push(snr_uniform_ln_abar(lambda_min, lambda_max, u));
                 }
                 Grid { times, ln_abar }
             }
             Schedule::Cosine { offset, tau_max } => {
                 let times = continuous_times(delta, tau_max, steps);
-                let half_pi = std::f64::consts::FRAC_PI_2;
-                let ln_f0 = 2.0 * ((1.0 / (1.0 + offset)) * half_pi).sin().ln();
                 let ln_abar = times
                     .iter()
-                    .map(|&tau| 2.0 * (((1.0 - tau) / (1.0 + offset)) * half_pi).sin().ln() - ln_f0)
+                    .map(|&tau| cosine_ln_abar(offset, tau))
                     .collect();
                 Grid { times, ln_abar }
             }
@@ -479,14 +502,42 @@ impl Schedule {
 /// `tau_i = delta + (end - delta) (i / T)` for `i = 0..=T`, with `tau_T = end` exactly.
 fn continuous_times(delta: f64, end: f64, steps: usize) -> Vec<f64> {
     (0..=steps)
-        .map(|i| {
-            if i == steps {
-                end
-            } else {
-                delta + (end - delta) * frac(i, steps)
-            }
-        })
+        .map(|i| continuous_time(delta, end, frac(i, steps)))
         .collect()
+}
+
+/// The time at the fraction `u in [0, 1]` of `[delta, end]`: `delta + (end - delta) u`, and
+/// `end` itself at `u = 1`.
+fn continuous_time(delta: f64, end: f64, u: f64) -> f64 {
+    if u >= 1.0 {
+        end
+    } else {
+        delta + (end - delta) * u
+    }
+}
+
+/// `vp-linear`: `ln abar(tau) = -(beta_min tau + (beta_max - beta_min) tau^2 / 2)`, written
+/// `0.0 - (..)` so that `tau = 0` gives `+0.0`, not `-0.0`.
+fn vp_linear_ln_abar(beta_min: f64, beta_max: f64, tau: f64) -> f64 {
+    0.0 - (beta_min * tau + (beta_max - beta_min) * tau * tau / 2.0)
+}
+
+/// `snr-uniform` at the fraction `u`: `lambda = lambda_max + (lambda_min - lambda_max) u`
+/// (`lambda_min` itself at `u = 1`), `ln abar = -ln_1p(1 / lambda)`.
+fn snr_uniform_ln_abar(lambda_min: f64, lambda_max: f64, u: f64) -> f64 {
+    let lambda = if u >= 1.0 {
+        lambda_min
+    } else {
+        lambda_max + (lambda_min - lambda_max) * u
+    };
+    -(1.0 / lambda).ln_1p()
+}
+
+/// `cosine`: `ln abar = 2 ln sin(((1 - tau)/(1 + s)) pi/2) - 2 ln sin((1/(1 + s)) pi/2)`.
+fn cosine_ln_abar(offset: f64, tau: f64) -> f64 {
+    let half_pi = std::f64::consts::FRAC_PI_2;
+    let ln_f0 = 2.0 * ((1.0 / (1.0 + offset)) * half_pi).sin().ln();
+    2.0 * (((1.0 - tau) / (1.0 + offset)) * half_pi).sin().ln() - ln_f0
 }
 
 /// The `ddpm-linear` grid (parameters already validated, `1 <= steps`, `0 <= delta < 1`).
@@ -608,6 +659,41 @@ pub(crate) mod tests {
             Schedule::snr_uniform(),
             Schedule::cosine(),
         ]
+    }
+
+    #[test]
+    fn ln_abar_at_is_the_grid_value_bit_for_bit() {
+        // The clock u = i / T of every continuous schedule gives the grid's ln abar exactly
+        // (with and without early stop); the discrete ones and u outside [0, 1] give None.
+        for sched in all_schedules() {
+            let continuous = !matches!(sched, Schedule::DdpmLinear { .. });
+            for delta in [0.0, 1e-3] {
+                if matches!(sched, Schedule::SnrUniform { .. }) && delta > 0.0 {
+                    assert!(sched.ln_abar_at(0.5, delta).is_none());
+                    continue;
+                }
+                for t in [1usize, 3, 7, 64] {
+                    let g = sched.grid(t, delta).expect("grid");
+                    for i in 0..=t {
+                        let u = (i as f64) / (t as f64);
+                        let got = sched.ln_abar_at(u, delta);
+                        if continuous {
+                            let v = got.expect("continuous schedule");
+                            assert_eq!(
+                                v.to_bits(),
+                                g.ln_abar[i].to_bits(),
+                                "{sched:?} T={t} i={i}"
+                            );
+                        } else {
+                            assert!(got.is_none());
+                        }
+                    }
+                }
+            }
+            assert!(sched.ln_abar_at(-0.1, 0.0).is_none());
+            assert!(sched.ln_abar_at(1.5, 0.0).is_none());
+            assert!(sched.ln_abar_at(f64::NAN, 0.0).is_none());
+        }
     }
 
     fn assert_invariants(g: &Grid, steps: usize, label: &str) {

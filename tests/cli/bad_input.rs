@@ -26,6 +26,7 @@ fn bin(name: &str) -> Option<PathBuf> {
         "samplers" => env!("CARGO_BIN_EXE_samplers"),
         "lanczos" => env!("CARGO_BIN_EXE_lanczos"),
         "study" => env!("CARGO_BIN_EXE_study"),
+        "local-error" => env!("CARGO_BIN_EXE_local-error"),
         #[cfg(feature = "candle")]
         "validate" => env!("CARGO_BIN_EXE_validate"),
         #[cfg(feature = "candle")]
@@ -62,6 +63,46 @@ fn write_files(dir: &Path) {
 }
 
 const ROWS: &[Row] = &[
+    Row {
+        bin: "local-error",
+        args: &["--schedules", "ddpm-linear"],
+        names: "schedules",
+    },
+    Row {
+        bin: "local-error",
+        args: &["--schedules", "vp-linear,vp-linear"],
+        names: "schedules",
+    },
+    Row {
+        bin: "local-error",
+        args: &["--delta0", "0.7"],
+        names: "delta0",
+    },
+    Row {
+        bin: "local-error",
+        args: &["--levels", "1"],
+        names: "levels",
+    },
+    Row {
+        bin: "local-error",
+        args: &["--order", "7"],
+        names: "order",
+    },
+    Row {
+        bin: "local-error",
+        args: &["--families", "beta,nope"],
+        names: "families",
+    },
+    Row {
+        bin: "local-error",
+        args: &["--data", "{dir}/zero_dim.json"],
+        names: "means[0]",
+    },
+    Row {
+        bin: "local-error",
+        args: &["--json", "/proc/nope/x.json"],
+        names: "--json",
+    },
     Row {
         bin: "path-kl",
         args: &["--data", "{dir}/zero_dim.json"],

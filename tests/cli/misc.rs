@@ -202,3 +202,126 @@ fn hutchinson_family_rows_and_bad_m() {
     }
     rejects(&["--families", "hutchinson-0"], "hutchinson-0");
 }
+
+#[test]
+fn per_step_json_and_figure() {
+    // `--per-step`: a `steps` row per family, T and step, whose terms add up to S and whose
+    // parts add up to the term; the steps figure is written beside the main one.
+    let d = tmp("per-step");
+    let json = d.join("out.json");
+    let fig = d.join("fig");
+    let out = bin()
+        .args([
+            "--data",
+            "aniso2",
+            "--families",
+            "beta,full",
+            "--steps",
+            "4,8",
+            "--per-step",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--figure")
+        .arg(&fig)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid");
+    let steps = v["steps"].as_array().expect("steps key");
+    assert_eq!(steps.len(), 2 * (4 + 8));
+    for fam in ["beta", "full"] {
+        for t in [4u64, 8] {
+            let rows: Vec<_> = steps
+                .iter()
+                .filter(|r| r["family"] == fam && r["T"] == t)
+                .collect();
+            assert_eq!(rows.len() as u64, t);
+            let f = |r: &serde_json::Value, k: &str| r[k].as_f64().expect(k);
+            let sum: f64 = rows.iter().map(|r| f(r, "term")).sum();
+            let s = v["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .find(|r| r["family"] == fam && r["T"] == t)
+                .expect("row")["S"]
+                .as_f64()
+                .expect("S");
+            // T + 3 O(1) parts regrouped: a few ulps of O(10).
+            assert!((sum - s).abs() < 1e-12, "{fam} T = {t}: {sum} vs {s}");
+            for (k, r) in rows.iter().enumerate() {
+                assert_eq!(r["i"].as_u64(), Some(k as u64 + 1));
+                assert!(f(r, "s") < f(r, "t") && f(r, "err") >= 0.0);
+                assert!((f(r, "full") + f(r, "offset") - f(r, "term")).abs() < 1e-13);
+            }
+        }
+    }
+    let steps_fig = d.join("fig_steps");
+    assert!(steps_fig.with_extension("svg").exists() && steps_fig.with_extension("png").exists());
+}
+
+#[test]
+fn local_error_binary_end_to_end() {
+    // A single Gaussian on a coarse lattice: the binary's table, JSON keys and figures; the
+    // densities of diag and full are zero there (exact for diagonal Gaussian data) within
+    // their error estimates, and the predicted K of beta agrees with the measured sums to 1 %
+    // (the table's verdict).
+    let d = tmp("local-error");
+    let data = d.join("gauss.json");
+    std::fs::write(
+        &data,
+        r#"{"weights":[1.0],"means":[[0.5,-1.0]],"covariances":[[[0.3,0],[0,2.0]]]}"#,
+    )
+    .expect("write");
+    let json = d.join("le.json");
+    let fig = d.join("le");
+    let out = Command::new(env!("CARGO_BIN_EXE_local-error"))
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "--schedules",
+            "vp-linear",
+            "--families",
+            "beta,diag,full",
+            "--h-frac",
+            "0.35",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--figure")
+        .arg(&fig)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("agree (1 %)"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid");
+    let sched = &v["schedules"][0];
+    assert_eq!(sched["schedule"], "vp-linear");
+    for dens in sched["densities"].as_array().expect("densities") {
+        if dens["family"] != "beta" {
+            let g = dens["g"]["value"].as_f64().expect("g");
+            let e = dens["g"]["err"].as_f64().expect("err");
+            assert!(g.abs() <= e + 1e-9, "{dens}");
+        }
+    }
+    let beta = &sched["constants"][0];
+    assert_eq!(beta["family"], "beta");
+    let k = beta["k"]["value"].as_f64().expect("K");
+    let m = beta["extrapolated"]["value"].as_f64().expect("measured");
+    assert!((k - m).abs() <= 0.01 * k, "K {k} vs measured {m}");
+    for suffix in ["_vp-linear", "_log_snr"] {
+        let f = d.join(format!("le{suffix}"));
+        assert!(f.with_extension("png").exists(), "{suffix}");
+    }
+}

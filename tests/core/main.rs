@@ -7,6 +7,7 @@ mod common;
 mod drift_rules;
 mod guidance;
 mod lanczos_bound;
+mod local_error;
 mod lowrank;
 mod metrics;
 mod path_kl_ddim;

@@ -121,21 +121,24 @@ fn iso_variance(family: Family, grid: &Grid, i: usize, c: &DMatrix<f64>) -> Opti
     }
 }
 
+/// Independent closed form of step i's term of S_fam for Gaussian data on `grid`.
+fn closed_form_step(family: Family, sigma: &DMatrix<f64>, grid: &Grid, i: usize) -> f64 {
+    let d = sigma.nrows();
+    let step = grid.step(i);
+    let c = reverse_cov(sigma, grid.ln_abar[i - 1], step.a2, step.b);
+    let model = match family {
+        Family::Diag => DMatrix::from_diagonal(&c.diagonal()),
+        Family::Full => c.clone(),
+        _ => DMatrix::identity(d, d) * iso_variance(family, grid, i, &c).expect("isotropic"),
+    };
+    gauss_kl_same_mean(&c, &model)
+}
+
 /// Independent closed form of S_fam(T) for Gaussian data on `grid`.
 fn closed_form(family: Family, sigma: &DMatrix<f64>, grid: &Grid) -> f64 {
-    let d = sigma.nrows();
-    let mut total = 0.0;
-    for i in 1..=grid.steps() {
-        let step = grid.step(i);
-        let c = reverse_cov(sigma, grid.ln_abar[i - 1], step.a2, step.b);
-        let model = match family {
-            Family::Diag => DMatrix::from_diagonal(&c.diagonal()),
-            Family::Full => c.clone(),
-            _ => DMatrix::identity(d, d) * iso_variance(family, grid, i, &c).expect("isotropic"),
-        };
-        total += gauss_kl_same_mean(&c, &model);
-    }
-    total
+    (1..=grid.steps())
+        .map(|i| closed_form_step(family, sigma, grid, i))
+        .sum()
 }
 
 fn check_case(case: &Case, report: &PathKlReport, early_stop: f64, families: &[Family]) {
@@ -370,4 +373,80 @@ fn gaussian_terminal_kl_by_qmc_in_d6() {
         got.value,
         got.err
     );
+}
+
+/// `--per-step`: every step's term equals the closed-form KL of that step (the same
+/// tolerances as the sums: each term is a KL of the same form), S_full's step terms are 0
+/// within their own error estimates, and the terms add up to the reported S(T).
+#[test]
+fn gaussian_step_terms_match_closed_form_per_step() {
+    let families = Family::ALL;
+    let params = PathKlParams {
+        early_stop: EARLY_STOP,
+        per_step: true,
+        ..params_for(&families)
+    };
+    let schedule = Schedule::vp_linear();
+    for case in cases() {
+        let report = timed_sweep(
+            &format!("gaussian {} per-step", case.name),
+            &case.mixture(),
+            &schedule,
+            &[8, 16],
+            &params,
+        );
+        for &t in &[8usize, 16] {
+            let grid = schedule.grid(t, EARLY_STOP).expect("grid");
+            for &fam in &families {
+                let rows: Vec<_> = report
+                    .steps
+                    .iter()
+                    .filter(|r| r.family == fam && r.steps == t)
+                    .collect();
+                assert_eq!(
+                    rows.len(),
+                    t,
+                    "{} {}: one row per step",
+                    case.name,
+                    fam.name()
+                );
+                let mut total = 0.0;
+                for (k, r) in rows.iter().enumerate() {
+                    let i = k + 1;
+                    assert_eq!(r.index, i);
+                    assert_eq!(r.ln_abar_s, grid.ln_abar[i - 1]);
+                    assert_eq!(r.ln_abar_t, grid.ln_abar[i]);
+                    assert_eq!((r.time_s, r.time_t), (grid.times[i - 1], grid.times[i]));
+                    let want = closed_form_step(fam, &case.sigma, &grid, i);
+                    let diff = (r.term.value - want).abs();
+                    if fam == Family::Full {
+                        assert!(
+                            r.term.value.abs() <= r.term.err + FULL_ERR_SLACK,
+                            "{} T = {t} step {i}: full term {:e} +- {:e}",
+                            case.name,
+                            r.term.value,
+                            r.term.err
+                        );
+                    }
+                    assert!(
+                        diff <= FULL_ABS_TOL + FAMILY_REL_TOL * want.abs(),
+                        "{} {} T = {t} step {i}: {} vs closed form {want} (diff {diff:e})",
+                        case.name,
+                        fam.name(),
+                        r.term.value
+                    );
+                    total += r.term.value;
+                }
+                // The same parts summed per step instead of per grid: T + 3 O(1) terms
+                // regrouped, a few ulps of O(10) each.
+                let s = est(&report, fam, t).value;
+                assert!(
+                    (total - s).abs() <= 1e-12,
+                    "{} {} T = {t}: sum of steps {total} vs S {s}",
+                    case.name,
+                    fam.name()
+                );
+            }
+        }
+    }
 }

@@ -20,9 +20,10 @@ pub(crate) fn to_py(py: Python<'_>, v: &serde_json::Value) -> PyResult<PyObject>
     Ok(json.call_method1("loads", (v.to_string(),))?.unbind())
 }
 
-/// The `path-kl --json` document for the same arguments (see `path-kl --help`).
+/// The `path-kl --json` document for the same arguments (see `path-kl --help`); `per_step`
+/// adds the `steps` key (every step's term, `path-kl --per-step`).
 #[pyfunction]
-#[pyo3(signature = (data = "mog40", schedule = None, steps = vec![8, 16, 32, 64, 128, 256, 512, 1024], families = None, kernel = "ddpm", early_stop = 0.0, route = "a", rule = "auto", seed = None))]
+#[pyo3(signature = (data = "mog40", schedule = None, steps = vec![8, 16, 32, 64, 128, 256, 512, 1024], families = None, kernel = "ddpm", early_stop = 0.0, route = "a", rule = "auto", seed = None, per_step = false))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn path_kl(
     py: Python<'_>,
@@ -35,6 +36,7 @@ pub(crate) fn path_kl(
     route: &str,
     rule: &str,
     seed: Option<u64>,
+    per_step: bool,
 ) -> PyResult<PyObject> {
     let default = PathKlStudy::default();
     let spec = match schedule {
@@ -60,6 +62,7 @@ pub(crate) fn path_kl(
         route: route.into(),
         rule: rule.into(),
         seed: seed.unwrap_or(default.seed),
+        per_step,
         ..default
     };
     let out = py.allow_threads(|| run_all(&study, &Quiet)).map_err(|e| {

@@ -41,6 +41,16 @@ def test_path_kl_equals_the_binary(tmp_path):
         assert ours[key] == ref[key]
 
 
+def test_path_kl_per_step_terms_add_up_to_s():
+    doc = covlab.path_kl(data="aniso2", steps=[4, 8], families=["beta", "full"], per_step=True)
+    for r in doc["results"]:
+        terms = [s for s in doc["steps"] if s["family"] == r["family"] and s["T"] == r["T"]]
+        assert [s["i"] for s in terms] == list(range(1, r["T"] + 1))
+        # T + 3 O(1) parts regrouped: a few ulps of O(10).
+        assert abs(sum(s["term"] for s in terms) - r["S"]) < 1e-12
+    assert "steps" not in covlab.path_kl(data="aniso2", steps=[4], families=["beta"])
+
+
 def test_path_kl_model_reproduces_s_diag_and_a_bias_adds_its_closed_form():
     mix = covlab.Mixture.preset("aniso2")
     sch = covlab.Schedule("vp-linear")

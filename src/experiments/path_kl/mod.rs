@@ -77,6 +77,9 @@ pub struct PathKlStudy {
     /// Model chain kernel: `ddpm` (ancestral) or `ddim` (OCM-DDIM; families analytic, diag,
     /// full; early stop 0).
     pub kernel: String,
+    /// Every step's term per family and T in the JSON (`steps`) and a figure of them along
+    /// the chain (`<stem>_steps`).
+    pub per_step: bool,
 }
 
 impl Default for PathKlStudy {
@@ -104,6 +107,7 @@ impl Default for PathKlStudy {
             hutchinson_points: 4000,
             seed: QmcParams::default().seed,
             kernel: "ddpm".into(),
+            per_step: false,
         }
     }
 }
@@ -127,6 +131,31 @@ struct Cell {
     entropy_end: Est,
     rows: Vec<Row>,
     hutchinson: Vec<Row>,
+    /// Per-step terms (`per-step`), families in order, then i.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    steps: Vec<StepTerm>,
+}
+
+/// One step's term of one family (`per-step`): the step (s, t) = (t_{i-1}, t_i), the term
+/// with its error, and its two parts (S_full's and the covariance part).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StepTerm {
+    family: String,
+    i: usize,
+    s: f64,
+    t: f64,
+    #[serde(with = "crate::numeric::nonfinite")]
+    term: f64,
+    #[serde(with = "crate::numeric::nonfinite")]
+    err: f64,
+    #[serde(with = "crate::numeric::nonfinite")]
+    full: f64,
+    #[serde(with = "crate::numeric::nonfinite")]
+    full_err: f64,
+    #[serde(with = "crate::numeric::nonfinite")]
+    offset: f64,
+    #[serde(with = "crate::numeric::nonfinite")]
+    offset_err: f64,
 }
 
 /// An estimate that may be non-finite.
@@ -330,6 +359,7 @@ impl PathKlStudy {
                 seed: self.seed,
             },
             kernel: self.kernel()?,
+            per_step: self.per_step,
             ..PathKlParams::default()
         })
     }
@@ -463,6 +493,23 @@ impl StudyKind for PathKlStudy {
                 value: e.value,
                 err: e.err,
             };
+            let steps_here: Vec<StepTerm> = report
+                .steps
+                .iter()
+                .filter(|r| r.steps == t)
+                .map(|r| StepTerm {
+                    family: r.family.name().to_string(),
+                    i: r.index,
+                    s: r.time_s,
+                    t: r.time_t,
+                    term: r.term.value,
+                    err: r.term.err,
+                    full: r.full.value,
+                    full_err: r.full.err,
+                    offset: r.offset.value,
+                    offset_err: r.offset.err,
+                })
+                .collect();
             out.push(to_cell(
                 "path-kl",
                 &Cell {
@@ -475,6 +522,7 @@ impl StudyKind for PathKlStudy {
                     entropy_end: est(report.entropy_end),
                     rows,
                     hutchinson,
+                    steps: steps_here,
                 },
             )?);
             obs.cell_done(i, l);
@@ -547,7 +595,17 @@ impl StudyKind for PathKlStudy {
         }
         let range = crate::sampler::clip_range_of(&self.load()?);
         let hutch = !fams.hutch.is_empty();
-        let doc = json!({
+        let steps_json: Vec<Value> = cells
+            .iter()
+            .flat_map(|c| {
+                c.steps.iter().map(move |r| {
+                    json!({"family": r.family, "T": c.t, "i": r.i, "s": r.s, "t": r.t,
+                        "term": r.term, "err": r.err, "full": r.full, "full_err": r.full_err,
+                        "offset": r.offset, "offset_err": r.offset_err})
+                })
+            })
+            .collect();
+        let mut doc = json!({
             "data": label,
             "schedule": schedule.name(),
             "kernel": self.kernel()?.name(),
@@ -570,19 +628,35 @@ impl StudyKind for PathKlStudy {
             "wall_time_s": info.wall_time_s,
             "covlab_version": env!("CARGO_PKG_VERSION"),
         });
+        if self.per_step {
+            doc["steps"] = json!(steps_json);
+        }
         let table = self.table(&cells, &names, n_core, &series, &fits, &last_step, info);
         let figure = self.figure(
             &label, &schedule, &names, n_core, &series, &fits, first, &last_step, early_stop,
         );
+        let mut figures = vec![(String::new(), Figure::Plot(figure))];
+        if self.per_step {
+            if let Some(last) = cells.last() {
+                figures.push((
+                    "_steps".to_string(),
+                    Figure::Plot(self.steps_figure(&label, &schedule, &names[..n_core], last)),
+                ));
+            }
+        }
         Ok(Assembled {
             doc,
-            figures: vec![(String::new(), Figure::Plot(figure))],
+            figures,
             table,
         })
     }
 
     fn figures(&self) -> Vec<FigureName> {
-        vec![FigureName::plot("")]
+        let mut out = vec![FigureName::plot("")];
+        if self.per_step {
+            out.push(FigureName::plot("_steps"));
+        }
+        out
     }
 
     fn seeds(&self) -> Vec<u64> {

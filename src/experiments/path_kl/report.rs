@@ -7,6 +7,8 @@ use crate::stats::rates::SlopeFit;
 use crate::study::RunInfo;
 
 use super::{Cell, PathKlStudy, Row};
+use crate::kernel::family::Family;
+use crate::kl::local_error::term_order;
 
 impl PathKlStudy {
     #[allow(clippy::too_many_arguments)]
@@ -161,6 +163,52 @@ impl PathKlStudy {
                 "route {route}; bars: quadrature error estimate; terminal KL {:.3e} not included; beta-tilde last step: {last_step}{es_note}",
                 first.terminal_kl.value
             )),
+        }
+    }
+
+    /// The step terms of the largest T along the chain: `T^p term_i` against `u_i = i / T`
+    /// (`p = 3` for full, 2 otherwise), which tends to the local error density `g_f(u)` of
+    /// `docs/schedules.md` as T grows.
+    pub(super) fn steps_figure(
+        &self,
+        label: &str,
+        schedule: &Schedule,
+        names: &[String],
+        cell: &Cell,
+    ) -> Plot {
+        let t = cell.t as f64;
+        let mut series = Vec::new();
+        for name in names {
+            let p = Family::parse_list(name)
+                .ok()
+                .and_then(|f| f.first().copied())
+                .map_or(2, term_order);
+            let rows: Vec<_> = cell.steps.iter().filter(|r| &r.family == name).collect();
+            let scale = t.powi(p);
+            series.push(
+                Series::new(
+                    format!("{name} (T^{p} term)"),
+                    rows.iter().map(|r| r.i as f64 / t).collect(),
+                    rows.iter().map(|r| scale * r.term).collect(),
+                )
+                .with_err(rows.iter().map(|r| scale * r.err).collect()),
+            );
+        }
+        Plot {
+            x_scale: XScale::Linear,
+            title: format!(
+                "Step terms along the chain: {label}, {}, T = {}",
+                schedule.name(),
+                cell.t
+            ),
+            x_label: "u = i / T (0: data end, 1: noise end)".to_string(),
+            y_label: "T^p x step term (p = 3 full, 2 otherwise)".to_string(),
+            series,
+            refs: Vec::new(),
+            caption: Some(
+                "T^p term_i tends to the local error density g(u) (docs/schedules.md); bars: quadrature error estimate"
+                    .to_string(),
+            ),
         }
     }
 }

@@ -63,7 +63,7 @@ use crate::data::mixture::Mixture;
 use crate::kernel::family::{BetaTildeRemedy, Family, IsoScale};
 use crate::kernel::model::KernelKind;
 use crate::numeric::NeumaierSum;
-use crate::process::schedule::{Grid, Schedule};
+use crate::process::schedule::{Grid, Schedule, Step};
 use crate::quadrature::{gauss_hermite_tensor, ErrorModel, Estimate, LatticeParams, QmcParams};
 
 use nodes::uses_lattice;
@@ -135,6 +135,10 @@ pub struct PathKlParams {
     /// The model chain's kernel.
     #[serde(default)]
     pub kernel: KernelKind,
+    /// Also report every step's term ([`PathKlReport::steps`]); needs H(q_t) at every grid
+    /// time (route A), one more expectation per time.
+    #[serde(default)]
+    pub per_step: bool,
 }
 
 impl Default for PathKlParams {
@@ -149,6 +153,7 @@ impl Default for PathKlParams {
             qmc: QmcParams::default(),
             gh_orders: [8, 12],
             kernel: KernelKind::Ddpm,
+            per_step: false,
         }
     }
 }
@@ -162,6 +167,43 @@ pub struct FamilyRow {
     pub steps: usize,
     /// S_fam(T).
     pub s: Estimate,
+}
+
+/// One step's term of one family: E_{q_t}[KL(q(x_s | x_t) || N(m, Sigma_fam))] for the step
+/// (s, t) = (t_{i-1}, t_i) of the T-step grid, so that S_fam(T) = sum_i term_i.
+///
+/// # Formula
+/// Route A (DDPM), per cubature slot, with the entropies at both ends of the step:
+/// ```text
+/// term_i = E[(1/2) sum_j ln(1 + b mu_j)] + (D/2)(ln abar_s - ln abar_t) + H(q_t) - H(q_s)
+///          + E[KL(N(m, C) || N(m, Sigma_fam))]
+/// ```
+/// (route B: the inner KL directly; DDIM: the jump (t_0, t_i), module docs). The error
+/// estimate is the rule's on this difference plus the round-off floor of its parts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRow {
+    /// The family.
+    pub family: Family,
+    /// T of the grid.
+    pub steps: usize,
+    /// The step's index i in 1..=T.
+    pub index: usize,
+    /// The grid time s = t_{i-1}.
+    pub time_s: f64,
+    /// The grid time t = t_i.
+    pub time_t: f64,
+    /// ln abar_s.
+    pub ln_abar_s: f64,
+    /// ln abar_t.
+    pub ln_abar_t: f64,
+    /// The step term with its error estimate: `full + offset`.
+    pub term: Estimate,
+    /// Its S_full part, E[KL(q(x_s | x_t) || N(m, C))] (the same for every family).
+    pub full: Estimate,
+    /// Its covariance part, E[KL(N(m, C) || N(m, Sigma_fam))] (0 for `full`), computed per
+    /// node without the entropies' cancellation: where `full` is O(d^3), this part alone is
+    /// the O(d^2) term (`crate::kl::local_error`).
+    pub offset: Estimate,
 }
 
 /// The result of a sweep.
@@ -183,6 +225,10 @@ pub struct PathKlReport {
     pub rule: String,
     /// What happened at beta-tilde's last step: "clipped", "early-stop", "not-degenerate" or "not-requested".
     pub beta_tilde_last_step: String,
+    /// Every step's term per family and T (families in the requested order, then T, then
+    /// i), when [`PathKlParams::per_step`] is set; empty otherwise.
+    #[serde(default)]
+    pub steps: Vec<StepRow>,
 }
 
 impl PathKlReport {
@@ -237,6 +283,28 @@ pub fn path_kl_sweep(
     if steps.is_empty() {
         return Err(PathKlError::NoSteps);
     }
+    let grids: Vec<Grid> = steps
+        .iter()
+        .map(|&t| schedule.grid(t, params.early_stop))
+        .collect::<Result<_, _>>()?;
+    path_kl_grids(q0, &grids, params, progress)
+}
+
+/// As [`path_kl_sweep`], on explicit grids (any times; `params.early_stop` is not applied
+/// again, the grids carry their own start). Grids that share a time share its expectations.
+/// The terminal KL and the end entropies are those of the first grid.
+///
+/// # Errors
+/// As [`path_kl_sweep`]; [`PathKlError::NoSteps`] if `grids` is empty.
+pub fn path_kl_grids(
+    q0: &Mixture,
+    grids: &[Grid],
+    params: &PathKlParams,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<PathKlReport, PathKlError> {
+    if grids.is_empty() {
+        return Err(PathKlError::NoSteps);
+    }
     let d = q0.dim();
     if params.route == Route::B && d > 3 {
         return Err(PathKlError::RouteBDimension { dim: d });
@@ -255,10 +323,6 @@ pub fn path_kl_sweep(
             return Err(PathKlError::DdimEarlyStop(params.early_stop));
         }
     }
-    let grids: Vec<Grid> = steps
-        .iter()
-        .map(|&t| schedule.grid(t, params.early_stop))
-        .collect::<Result<_, _>>()?;
     let want_bt = params.families.contains(&Family::BetaTilde);
     let mut last_step = if want_bt {
         "not-degenerate"
@@ -317,7 +381,8 @@ pub fn path_kl_sweep(
                 entropy: false,
                 terminal: false,
             });
-            task.entropy |= ddim;
+            // Per-step terms of route A need it at every time too.
+            task.entropy |= ddim || params.per_step;
             task.uses.push(Use {
                 grid: g,
                 step,
@@ -397,6 +462,20 @@ pub fn path_kl_sweep(
             inner[u.grid] += u.inner_err;
         }
     }
+    let steps_rows = if params.per_step {
+        step_rows(
+            d,
+            grids,
+            &tasks,
+            &results,
+            params,
+            model,
+            slots,
+            &entropy_at,
+        )
+    } else {
+        Vec::new()
+    };
     let mut rows = Vec::new();
     let t_last = grids[0].ln_abar[grids[0].steps()];
     let h_end = entropy_at(t_last);
@@ -457,5 +536,83 @@ pub fn path_kl_sweep(
         route: params.route,
         rule,
         beta_tilde_last_step: last_step,
+        steps: steps_rows,
     })
+}
+
+/// Every step's term per family ([`StepRow`]), from the per-time results: families in
+/// `params` order, then grids, then steps (DDIM: the jump from t_0, so `time_s = t_0`).
+#[allow(clippy::too_many_arguments)]
+fn step_rows(
+    dim: usize,
+    grids: &[Grid],
+    tasks: &[Task],
+    results: &[TaskResult],
+    params: &PathKlParams,
+    model: ErrorModel,
+    slots: usize,
+    entropy_at: &dyn Fn(f64) -> Vec<f64>,
+) -> Vec<StepRow> {
+    let route_a = params.route == Route::A;
+    // (grid, index, ln abar_t, the use's result), then in grid and step order.
+    let mut uses: Vec<(usize, usize, f64, &task::UseResult, Step)> = Vec::new();
+    // Results come in task order, and a task's results in its uses' order.
+    for (t, r) in tasks.iter().zip(results) {
+        for (u, res) in t.uses.iter().zip(&r.uses) {
+            uses.push((u.grid, u.step.t, r.ln_abar, res, u.step));
+        }
+    }
+    uses.sort_by_key(|&(g, i, ..)| (g, i));
+    let mut rows = Vec::with_capacity(params.families.len() * uses.len());
+    for (f, fam) in params.families.iter().enumerate() {
+        for &(g, i, ln_t, u, step) in &uses {
+            let ln_s = step.ln_abar_s;
+            let half_ln = 0.5 * dim as f64 * (ln_s - ln_t);
+            let (h_s, h_t) = if route_a {
+                (entropy_at(ln_s), entropy_at(ln_t))
+            } else {
+                (vec![0.0; slots], vec![0.0; slots])
+            };
+            let full_slots: Vec<f64> = (0..slots)
+                .map(|k| {
+                    if route_a {
+                        u.full[k] + half_ln + h_t[k] - h_s[k]
+                    } else {
+                        u.full[k]
+                    }
+                })
+                .collect();
+            let offset_slots = &u.offsets[f];
+            let term_slots: Vec<f64> = full_slots
+                .iter()
+                .zip(offset_slots)
+                .map(|(a, b)| a + b)
+                .collect();
+            let telescoped = if route_a {
+                half_ln.abs() + h_t[slots - 1].abs() + h_s[slots - 1].abs()
+            } else {
+                0.0
+            };
+            let mut full = model.combine(&full_slots);
+            full.err += ROUNDOFF_FLOOR * (u.full_abs + telescoped) + u.inner_err;
+            let mut offset = model.combine(offset_slots);
+            // A sum of non-negative node values (plus the isotropic families' cancelled parts).
+            offset.err += ROUNDOFF_FLOOR * (offset.value.abs() + u.offsets_abs[f]);
+            let mut term = model.combine(&term_slots);
+            term.err += ROUNDOFF_FLOOR * (u.full_abs + telescoped + u.offsets_abs[f]) + u.inner_err;
+            rows.push(StepRow {
+                family: *fam,
+                steps: grids[g].steps(),
+                index: i,
+                time_s: grids[g].times[step.s],
+                time_t: grids[g].times[i],
+                ln_abar_s: ln_s,
+                ln_abar_t: ln_t,
+                term,
+                full,
+                offset,
+            });
+        }
+    }
+    rows
 }
