@@ -13,8 +13,7 @@ mod common;
 use clap::Parser;
 use common::{finish, Outcome};
 use covlab::experiments::local_error::LocalErrorStudy;
-use covlab::study::{run_all, StudyKind};
-use indicatif::{ProgressBar, ProgressStyle};
+use covlab::study::StudyKind;
 
 /// Local error densities and asymptotic constants of the exact path KL per covariance family.
 #[derive(Parser, Debug)]
@@ -107,22 +106,5 @@ fn run(args: &Args) -> Result<(), Outcome> {
         .unwrap_or_else(|| PathBuf::from(format!("figures/local_error_{label}")));
     common::check_output("--json", &json_path)?;
     common::check_figures("--figure", &fig_path, &study.figures())?;
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} local errors: grid times {pos}/{len} [{elapsed_precise} < {eta_precise}]",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let obs = common::InnerBar(bar);
-    let (out, _) = pool
-        .install(|| run_all(&study, &obs))
-        .map_err(|e| common::study_error(e, true))?;
-    obs.0.finish_and_clear();
-    print!("{}", out.table);
-    common::write_json(&json_path, &out.doc).map_err(Outcome::Failed)?;
-    for w in common::save_figures(&fig_path, &out.figures) {
-        eprintln!("wrote {}", w.display());
-    }
-    Ok(())
+    common::run_with_bar(&study, "local errors", &pool, &json_path, &fig_path)
 }

@@ -12,8 +12,7 @@ use clap::{Parser, ValueEnum};
 use common::{finish, Outcome};
 use covlab::experiments::path_kl::PathKlStudy;
 use covlab::quadrature::{LatticeParams, QmcParams};
-use covlab::study::{run_all, StudyKind};
-use indicatif::{ProgressBar, ProgressStyle};
+use covlab::study::StudyKind;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum RouteArg {
@@ -191,24 +190,5 @@ fn run(args: &Args) -> Result<(), Outcome> {
     // Every output path is proved writable before the sweep runs (exit 2 naming the flag).
     common::check_output("--json", &json_path)?;
     common::check_figures("--figure", &fig_path, &study.figures())?;
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} path KL: grid times {pos}/{len} [{elapsed_precise} < {eta_precise}]",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let obs = common::InnerBar(bar);
-    // Every computation error of a sweep comes from its input (sizes, degenerate steps): exit 2.
-    let (out, _) = pool
-        .install(|| run_all(&study, &obs))
-        .map_err(|e| common::study_error(e, true))?;
-    obs.0.finish_and_clear();
-    print!("{}", out.table);
-    // The JSON first (it is the result), then the figures, which never fail the run.
-    common::write_json(&json_path, &out.doc).map_err(Outcome::Failed)?;
-    for w in common::save_figures(&fig_path, &out.figures) {
-        eprintln!("wrote {}", w.display());
-    }
-    Ok(())
+    common::run_with_bar(&study, "path KL", &pool, &json_path, &fig_path)
 }

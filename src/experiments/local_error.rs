@@ -10,9 +10,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::experiments::path_kl::{load_data, rule_choice};
 use crate::kernel::family::Family;
 use crate::kl::local_error::{local_errors, scaled_sums, term_order, LocalErrorParams};
-use crate::kl::path_kl::{path_kl_sweep, PathKlParams, RuleChoice};
+use crate::kl::path_kl::{path_kl_sweep, PathKlParams};
 use crate::plot::{Plot, Series, XScale};
 use crate::process::schedule::Schedule;
 use crate::quadrature::{Estimate, LatticeParams, QmcParams};
@@ -189,12 +190,7 @@ impl LocalErrorStudy {
         Ok(PathKlParams {
             families: families.to_vec(),
             early_stop,
-            rule: match self.rule.as_str() {
-                "auto" => RuleChoice::Auto,
-                "lattice" => RuleChoice::Lattice,
-                "qmc" => RuleChoice::Qmc,
-                other => return Err(ParamError::new("rule", "auto, lattice or qmc", other)),
-            },
+            rule: rule_choice(&self.rule)?,
             lattice: LatticeParams {
                 h_frac: self.h_frac,
                 ..LatticeParams::default()
@@ -205,13 +201,7 @@ impl LocalErrorStudy {
     }
 
     fn load(&self) -> Result<crate::data::mixture::Mixture, ParamError> {
-        crate::data::presets::load(&self.data).map_err(|e| {
-            ParamError::new(
-                "data",
-                "a preset (mog40, mog40-unit, grid9, aniso2, mix6) or a valid mixture JSON file",
-                e,
-            )
-        })
+        load_data(&self.data)
     }
 
     fn run_one(&self, name: &str, obs: &dyn Observer) -> Result<Cell, StudyError> {

@@ -10,6 +10,7 @@ mod lanczos_bound;
 mod local_error;
 mod lowrank;
 mod metrics;
+mod optimal_grid;
 mod path_kl_ddim;
 mod path_kl_gaussian;
 mod path_kl_invariants;

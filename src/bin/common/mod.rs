@@ -274,3 +274,34 @@ impl ScheduleFlags {
         }
     }
 }
+
+/// Runs a study under a progress bar of its inner progress (`what`: the bar's label), prints
+/// its table on stdout, then writes the JSON (the result) and the figures (which never fail the
+/// run). Every computation error of these studies comes from their input: exit 2.
+#[allow(dead_code)]
+pub fn run_with_bar(
+    study: &dyn covlab::study::StudyKind,
+    what: &str,
+    pool: &rayon::ThreadPool,
+    json_path: &std::path::Path,
+    fig_path: &std::path::Path,
+) -> Result<(), Outcome> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what}: grid times {{pos}}/{{len}} [{{elapsed_precise}} < {{eta_precise}}]"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let obs = InnerBar(bar);
+    let (out, _) = pool
+        .install(|| covlab::study::run_all(study, &obs))
+        .map_err(|e| study_error(e, true))?;
+    obs.0.finish_and_clear();
+    print!("{}", out.table);
+    write_json(json_path, &out.doc).map_err(Outcome::Failed)?;
+    for w in save_figures(fig_path, &out.figures) {
+        eprintln!("wrote {}", w.display());
+    }
+    Ok(())
+}

@@ -343,12 +343,7 @@ impl PathKlStudy {
             },
             remedy: self.remedy()?,
             early_stop: self.effective_early_stop()?,
-            rule: match self.rule.as_str() {
-                "auto" => RuleChoice::Auto,
-                "lattice" => RuleChoice::Lattice,
-                "qmc" => RuleChoice::Qmc,
-                other => return Err(ParamError::new("rule", "auto, lattice or qmc", other)),
-            },
+            rule: rule_choice(&self.rule)?,
             lattice: LatticeParams {
                 h_frac: self.h_frac,
                 ..LatticeParams::default()
@@ -365,14 +360,29 @@ impl PathKlStudy {
     }
 
     fn load(&self) -> Result<crate::data::mixture::Mixture, ParamError> {
-        crate::data::presets::load(&self.data).map_err(|e| {
-            ParamError::new(
-                "data",
-                "a preset (mog40, mog40-unit, grid9, aniso2, mix6) or a valid mixture JSON file",
-                e,
-            )
-        })
+        load_data(&self.data)
     }
+}
+
+/// The cubature rule of a `rule` key: `auto`, `lattice` or `qmc`.
+pub(crate) fn rule_choice(rule: &str) -> Result<RuleChoice, ParamError> {
+    match rule {
+        "auto" => Ok(RuleChoice::Auto),
+        "lattice" => Ok(RuleChoice::Lattice),
+        "qmc" => Ok(RuleChoice::Qmc),
+        other => Err(ParamError::new("rule", "auto, lattice or qmc", other)),
+    }
+}
+
+/// The data of a `data` key: a preset or a mixture JSON file.
+pub(crate) fn load_data(data: &str) -> Result<crate::data::mixture::Mixture, ParamError> {
+    crate::data::presets::load(data).map_err(|e| {
+        ParamError::new(
+            "data",
+            "a preset (mog40, mog40-unit, grid9, aniso2, mix6) or a valid mixture JSON file",
+            e,
+        )
+    })
 }
 
 impl StudyKind for PathKlStudy {

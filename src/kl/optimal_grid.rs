@@ -1,0 +1,324 @@
+//! KL-optimal T-step grids per covariance family: the grid `t_0 < ... < t_T` with the ends of
+//! a reference schedule that minimises the exact step sum `S_f` (`docs/schedules.md`).
+//!
+//! # Formula
+//! The grid's interior points are coordinates `u_1 < ... < u_{T-1}` on the reference
+//! schedule's clock (`ln abar_i = ln abar(u_i)`, [`Schedule::ln_abar_at`]; any increasing
+//! grid of `abar` values between the same ends is such a grid), and
+//! ```text
+//! S_f(u) = sum_i E_{q_{t_i}}[KL(q(x_{t_{i-1}} | x_{t_i}) || N(m, Sigma_f))].
+//! ```
+//! - **Start**: the asymptotically optimal grid of [`crate::kl::local_error`]: the density
+//!   `du/dv ∝ g_f(u)^(-1/p)`, i.e. `V(u_i) = i / T` with
+//!   `V(u) = int_0^u g_f^(1/p) / int_0^1 g_f^(1/p)` (piecewise linear in `g^(1/p)` between the
+//!   densities' nodes).
+//! - **Descent**: each point enters two step terms, so with its neighbours fixed
+//!   `S_f = const + term(u_{i-1}, u_i) + term(u_i, u_{i+1})`. The odd points are moved
+//!   together, then the even ones (each move independent of the others of its parity), by a
+//!   golden-section search of `term(u_{i-1}, x) + term(x, u_{i+1})` over
+//!   `x` in `[u_i - w (u_i - u_{i-1}), u_i + w (u_{i+1} - u_i)]`, `w = max(0.5 0.7^sweep, 0.02)`
+//!   then the over-relaxed `u_i + 1.7 (x* - u_i)`; a point moves to whichever of the three
+//!   lowers its two terms most. Sweeps repeat until `S_f` falls by less than `tol` relative. The two-step grids `(u_{i-1}, x, u_{i+1})` of one
+//!   iteration are one [`path_kl_grids`] call: the end times' expectations are shared, so a
+//!   candidate costs one new cubature.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::mixture::Mixture;
+use crate::kernel::family::Family;
+use crate::process::schedule::{Grid, Schedule, ScheduleError};
+use crate::quadrature::Estimate;
+
+use super::local_error::{term_order, DensityPoint};
+use super::path_kl::{path_kl_grids, PathKlError, PathKlParams};
+
+/// Parameters of the descent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GridOptParams {
+    /// Golden-section iterations per move (the bracket shrinks by 0.618 each).
+    pub golden: usize,
+    /// The most sweeps (odd, then even points).
+    pub sweeps: usize,
+    /// Stop when a sweep lowers `S_f` by less than this relative amount.
+    pub tol: f64,
+}
+
+impl Default for GridOptParams {
+    fn default() -> Self {
+        Self {
+            golden: 8,
+            sweeps: 40,
+            tol: 1e-7,
+        }
+    }
+}
+
+/// An optimised grid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimalGrid {
+    /// The family it minimises.
+    pub family: Family,
+    /// T.
+    pub steps: usize,
+    /// The points on the reference clock, `u_0 = 0 < ... < u_T = 1`.
+    pub u: Vec<f64>,
+    /// `ln abar` at each point.
+    pub ln_abar: Vec<f64>,
+    /// `S_f` of the optimised grid.
+    pub s: Estimate,
+    /// `S_f` of the starting (asymptotically optimal) grid.
+    pub s_start: Estimate,
+    /// `S_f` of the reference schedule's own T-step grid.
+    pub s_reference: Estimate,
+    /// Sweeps done.
+    pub sweeps: usize,
+}
+
+impl OptimalGrid {
+    /// The grid (times = the points `u`).
+    #[must_use]
+    pub fn grid(&self) -> Grid {
+        Grid {
+            times: self.u.clone(),
+            ln_abar: self.ln_abar.clone(),
+        }
+    }
+}
+
+/// Over-relaxation factor of a move (module docs).
+const OMEGA: f64 = 1.7;
+
+/// The golden ratio's conjugate `(sqrt 5 - 1) / 2`.
+const PHI: f64 = 0.618_033_988_749_894_8;
+
+/// `ln abar(u)` on the reference clock.
+fn at(schedule: &Schedule, early_stop: f64, u: f64) -> Result<f64, PathKlError> {
+    schedule
+        .ln_abar_at(u, early_stop)
+        .ok_or(PathKlError::Schedule(ScheduleError::InvalidParameter {
+        name: "schedule",
+        value: u,
+        reason:
+            "optimal grids need a continuous reference schedule (vp-linear, cosine, snr-uniform)",
+    }))
+}
+
+fn grid_of(schedule: &Schedule, early_stop: f64, u: &[f64]) -> Result<Grid, PathKlError> {
+    Ok(Grid {
+        times: u.to_vec(),
+        ln_abar: u
+            .iter()
+            .map(|&v| at(schedule, early_stop, v))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// `S_f` of one grid.
+fn step_sum(q0: &Mixture, grid: Grid, params: &PathKlParams) -> Result<Estimate, PathKlError> {
+    let r = path_kl_grids(q0, &[grid], params, &|_, _| {})?;
+    Ok(r.rows[0].s)
+}
+
+/// The starting grid `V(u_i) = i / T` from the densities of `family` (module docs).
+#[must_use]
+pub fn asymptotic_grid(densities: &[DensityPoint], family: Family, steps: usize) -> Vec<f64> {
+    let e = 1.0 / f64::from(term_order(family));
+    let mut pts: Vec<(f64, f64)> = densities
+        .iter()
+        .filter(|d| d.family == family)
+        .map(|d| (d.u, d.g.value.max(0.0).powf(e)))
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Piecewise linear in g^(1/p), constant beyond the first and last nodes.
+    let first = pts.first().map_or(1.0, |p| p.1);
+    let last = pts.last().map_or(1.0, |p| p.1);
+    let mut knots = vec![(0.0, first)];
+    knots.extend(pts);
+    knots.push((1.0, last));
+    let mut cum = vec![0.0];
+    for w in knots.windows(2) {
+        let c = cum[cum.len() - 1] + 0.5 * (w[0].1 + w[1].1) * (w[1].0 - w[0].0);
+        cum.push(c);
+    }
+    let total = cum[cum.len() - 1];
+    let mut u = vec![0.0];
+    for i in 1..steps {
+        let target = total * (i as f64) / (steps as f64);
+        let k = cum
+            .partition_point(|&c| c < target)
+            .clamp(1, knots.len() - 1);
+        // Invert the trapezoid's integral on [knots[k-1], knots[k]] (quadratic in the offset).
+        let (a, b) = (knots[k - 1], knots[k]);
+        let h = b.0 - a.0;
+        let rest = target - cum[k - 1];
+        let slope = if h > 0.0 { (b.1 - a.1) / h } else { 0.0 };
+        let x = if slope.abs() * h < 1e-12 * a.1.max(1e-300) || a.1 + b.1 == 0.0 {
+            if a.1 > 0.0 {
+                rest / a.1
+            } else {
+                h * rest / (cum[k] - cum[k - 1]).max(1e-300)
+            }
+        } else {
+            // a.1 x + slope x^2 / 2 = rest.
+            let disc = (a.1 * a.1 + 2.0 * slope * rest).max(0.0);
+            (disc.sqrt() - a.1) / slope
+        };
+        u.push((a.0 + x.clamp(0.0, h)).clamp(0.0, 1.0));
+    }
+    u.push(1.0);
+    // Strictly increasing (a vanishing density stretch can give equal points).
+    for i in 1..u.len() {
+        if u[i] <= u[i - 1] {
+            u[i] = u[i - 1] + 1e-9;
+        }
+    }
+    let n = u.len();
+    u[n - 1] = 1.0;
+    u
+}
+
+/// The KL-optimal T-step grid of `params.families[0]` between the ends of `schedule`
+/// (module docs), started from [`asymptotic_grid`] of `densities`.
+///
+/// # Errors
+/// `T < 2`, a discrete schedule, or an error of the path-KL cubature.
+#[allow(clippy::too_many_arguments)]
+pub fn optimal_grid(
+    q0: &Mixture,
+    schedule: &Schedule,
+    early_stop: f64,
+    family: Family,
+    steps: usize,
+    densities: &[DensityPoint],
+    params: &PathKlParams,
+    opt: &GridOptParams,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<OptimalGrid, PathKlError> {
+    if steps < 2 {
+        return Err(PathKlError::Schedule(ScheduleError::InvalidParameter {
+            name: "steps",
+            value: steps as f64,
+            reason: "an optimal grid needs T >= 2 (one interior point)",
+        }));
+    }
+    let one = PathKlParams {
+        families: vec![family],
+        early_stop: 0.0,
+        per_step: false,
+        ..params.clone()
+    };
+    let reference = step_sum(q0, schedule.grid(steps, early_stop)?, &one)?;
+    let mut u = asymptotic_grid(densities, family, steps);
+    let s_start = step_sum(q0, grid_of(schedule, early_stop, &u)?, &one)?;
+    let mut s = s_start;
+    let mut sweeps = 0;
+    let total = opt.sweeps * 2 * opt.golden;
+    let mut done = 0;
+    while sweeps < opt.sweeps {
+        for parity in [1usize, 2] {
+            let idx: Vec<usize> = (parity..steps).step_by(2).collect();
+            // Brackets [lo, hi] per point and the golden-section interior points.
+            // The bracket narrows with the sweeps (the points settle): half the gaps at first,
+            // never below 2 % of them.
+            let w = (0.5 * 0.7f64.powi(sweeps as i32)).max(0.02);
+            let mut lo: Vec<f64> = idx.iter().map(|&i| u[i] - w * (u[i] - u[i - 1])).collect();
+            let mut hi: Vec<f64> = idx.iter().map(|&i| u[i] + w * (u[i + 1] - u[i])).collect();
+            let pair = |x: &[f64]| -> Result<Vec<f64>, PathKlError> {
+                let grids: Vec<Grid> = idx
+                    .iter()
+                    .zip(x)
+                    .map(|(&i, &xi)| grid_of(schedule, early_stop, &[u[i - 1], xi, u[i + 1]]))
+                    .collect::<Result<_, _>>()?;
+                let r = path_kl_grids(q0, &grids, &one, &|_, _| {})?;
+                Ok(r.rows.iter().map(|row| row.s.value).collect())
+            };
+            let mut a: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| h - PHI * (h - l)).collect();
+            let mut b: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| l + PHI * (h - l)).collect();
+            let mut fa = pair(&a)?;
+            let mut fb = pair(&b)?;
+            for _ in 0..opt.golden {
+                let mut next = Vec::with_capacity(idx.len());
+                let mut new_is_a = vec![false; idx.len()];
+                for k in 0..idx.len() {
+                    if fa[k] <= fb[k] {
+                        hi[k] = b[k];
+                        b[k] = a[k];
+                        fb[k] = fa[k];
+                        a[k] = hi[k] - PHI * (hi[k] - lo[k]);
+                        next.push(a[k]);
+                        new_is_a[k] = true;
+                    } else {
+                        lo[k] = a[k];
+                        a[k] = b[k];
+                        fa[k] = fb[k];
+                        b[k] = lo[k] + PHI * (hi[k] - lo[k]);
+                        next.push(b[k]);
+                    }
+                }
+                let f = pair(&next)?;
+                for k in 0..idx.len() {
+                    if new_is_a[k] {
+                        fa[k] = f[k];
+                    } else {
+                        fb[k] = f[k];
+                    }
+                }
+                done += 1;
+                progress(done, total);
+            }
+            // The best of: the current position, the golden-section minimum x*, and the
+            // over-relaxed u + OMEGA (x* - u) (coordinate descent on a chain of coupled points
+            // converges linearly; over-relaxation shortens it, and is kept only where it helps).
+            let current = pair(&idx.iter().map(|&i| u[i]).collect::<Vec<_>>())?;
+            let best: Vec<(f64, f64)> = (0..idx.len())
+                .map(|k| {
+                    if fa[k] <= fb[k] {
+                        (a[k], fa[k])
+                    } else {
+                        (b[k], fb[k])
+                    }
+                })
+                .collect();
+            let over: Vec<f64> = idx
+                .iter()
+                .zip(&best)
+                .map(|(&i, &(x, _))| {
+                    let y = u[i] + OMEGA * (x - u[i]);
+                    y.clamp(0.5 * (u[i - 1] + u[i]), 0.5 * (u[i] + u[i + 1]))
+                })
+                .collect();
+            let f_over = pair(&over)?;
+            for (k, &i) in idx.iter().enumerate() {
+                let mut pick = (u[i], current[k]);
+                if best[k].1 < pick.1 {
+                    pick = best[k];
+                }
+                if f_over[k] < pick.1 {
+                    pick = (over[k], f_over[k]);
+                }
+                u[i] = pick.0;
+            }
+        }
+        sweeps += 1;
+        let now = step_sum(q0, grid_of(schedule, early_stop, &u)?, &one)?;
+        let gain = (s.value - now.value) / s.value;
+        s = now;
+        if gain < opt.tol {
+            break;
+        }
+    }
+    let ln_abar = u
+        .iter()
+        .map(|&v| at(schedule, early_stop, v))
+        .collect::<Result<_, _>>()?;
+    Ok(OptimalGrid {
+        family,
+        steps,
+        u,
+        ln_abar,
+        s,
+        s_start,
+        s_reference: reference,
+        sweeps,
+    })
+}
