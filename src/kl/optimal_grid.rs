@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::mixture::Mixture;
 use crate::kernel::family::Family;
+use crate::process::discrete::{DiscreteSchedule, ScheduleFile, Timesteps};
 use crate::process::schedule::{Grid, Schedule, ScheduleError};
 use crate::quadrature::Estimate;
 
@@ -82,6 +83,36 @@ impl OptimalGrid {
             times: self.u.clone(),
             ln_abar: self.ln_abar.clone(),
         }
+    }
+
+    /// The grid as a schedule file (`--schedule FILE`, `covlab.Schedule(FILE)`):
+    /// `alphas_cumprod[k] = abar(t_{k+1})` with the timesteps `T-1, ..., 0`, whose T-step grid
+    /// is this grid (a discrete schedule's data end, time 0, has `abar = 1`).
+    ///
+    /// # Errors
+    /// A grid that does not start at the data (`ln abar_0 < 0`: an early stop, which a
+    /// schedule file cannot express), and the checks of [`DiscreteSchedule::validate`].
+    pub fn schedule_file(&self) -> Result<ScheduleFile, ScheduleError> {
+        if self.ln_abar[0] < 0.0 {
+            return Err(ScheduleError::InvalidParameter {
+                name: "early_stop",
+                value: self.ln_abar[0],
+                reason:
+                    "a schedule file starts at the data (abar = 1): optimise without early stop",
+            });
+        }
+        let t = self.steps;
+        let table = DiscreteSchedule {
+            alphas_cumprod: self.ln_abar[1..].iter().map(|l| l.exp()).collect(),
+            timesteps: Timesteps::Explicit((0..t).rev().collect()),
+            source: format!(
+                "covlab KL-optimal grid for {} at T = {t} (S = {:.6e})",
+                self.family.name(),
+                self.s.value
+            ),
+        };
+        table.validate()?;
+        table.to_file(None)
     }
 }
 

@@ -1,5 +1,5 @@
-//! KL-optimal grids ([`covlab::kl::optimal_grid`]): below every named schedule and locally
-//! optimal.
+//! KL-optimal grids ([`covlab::kl::optimal_grid`]): below every named schedule, locally
+//! optimal, and reproduced through a schedule file.
 
 use covlab::data::presets;
 use covlab::kernel::family::Family;
@@ -7,6 +7,7 @@ use covlab::kl::local_error::{local_errors, LocalErrorParams};
 use covlab::kl::optimal_grid::{optimal_grid, GridOptParams};
 use covlab::kl::path_kl::{path_kl_grids, path_kl_sweep, PathKlParams};
 use covlab::process::schedule::{Grid, Schedule};
+use covlab::process::spec::{parse_schedule, DiffusersOptions};
 use covlab::quadrature::LatticeParams;
 
 #[test]
@@ -102,6 +103,26 @@ fn optimal_grids_beat_the_named_schedules_and_are_local_minima() {
                     });
                 }
             }
+            // Through a schedule file: `--schedule FILE` gives the same S to the cubature's error
+            // (the file stores abar, the grid ln abar: exp then ln moves it by an ulp).
+            let file = g.schedule_file().expect("starts at the data");
+            let path = std::env::temp_dir().join(format!(
+                "covlab-optgrid-{}-{}-{t}.json",
+                std::process::id(),
+                family.name()
+            ));
+            std::fs::write(&path, serde_json::to_string(&file).expect("json")).expect("write");
+            let sched = parse_schedule(path.to_str().expect("utf8"), &DiffusersOptions::default())
+                .expect("reads back");
+            let back = path_kl_sweep(&q0, &sched, &[t], &params, &|_, _| {}).expect("sweep");
+            let sb = back.rows[0].s;
+            assert!(
+                (sb.value - g.s.value).abs() <= sb.err + g.s.err + 1e-12 * g.s.value,
+                "{} T = {t}: file {} vs optimiser {}",
+                family.name(),
+                sb.value,
+                g.s.value
+            );
             let r = path_kl_grids(&q0, &grids, &params, &|_, _| {}).expect("perturbed");
             for (k, row) in r.rows.iter().enumerate() {
                 assert!(
