@@ -163,23 +163,36 @@ fn panel_rule(lp: &LocalErrorParams) -> Vec<(f64, f64, f64)> {
     out
 }
 
+/// The grid of a continuous schedule at the points `u` of its clock (`times = u`,
+/// `ln abar = ln abar(u)`), refused for a discrete schedule.
+pub(crate) fn clock_grid(
+    schedule: &Schedule,
+    early_stop: f64,
+    u: &[f64],
+) -> Result<Grid, PathKlError> {
+    let ln_abar = u
+        .iter()
+        .map(|&v| {
+            schedule.ln_abar_at(v, early_stop).ok_or(PathKlError::Schedule(
+                crate::process::schedule::ScheduleError::InvalidParameter {
+                    name: "schedule",
+                    value: v,
+                    reason: "local error densities and optimal grids need a continuous schedule (vp-linear, cosine, snr-uniform)",
+                },
+            ))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Grid {
+        times: u.to_vec(),
+        ln_abar,
+    })
+}
+
 /// A one-step grid of a continuous schedule at `u`: `(u, u + d)` in the first half of the
 /// clock, `(u - d, u)` in the second (so that `d <= 1/2` always fits).
 fn one_step(schedule: &Schedule, early_stop: f64, u: f64, d: f64) -> Result<Grid, PathKlError> {
-    let at = |v: f64| {
-        schedule.ln_abar_at(v, early_stop).ok_or(PathKlError::Schedule(
-            crate::process::schedule::ScheduleError::InvalidParameter {
-                name: "schedule",
-                value: v,
-                reason: "local error densities need a continuous schedule (vp-linear, cosine, snr-uniform)",
-            },
-        ))
-    };
     let (s, t) = if u < 0.5 { (u, u + d) } else { (u - d, u) };
-    Ok(Grid {
-        times: vec![s, t],
-        ln_abar: vec![at(s)?, at(t)?],
-    })
+    clock_grid(schedule, early_stop, &[s, t])
 }
 
 /// The densities `g_f(u)` of `params.families` at the nodes of the integration rule, and the
@@ -302,7 +315,7 @@ pub fn local_errors(
 pub fn richardson(r: &[Estimate]) -> Estimate {
     let mut vals: Vec<f64> = r.iter().map(|e| e.value).collect();
     let mut errs: Vec<f64> = r.iter().map(|e| e.err).collect();
-    let mut previous = vals[vals.len() - 1];
+    let mut previous = f64::NAN;
     for j in 1..r.len() {
         let f = f64::from(1u32 << j);
         previous = vals[1];

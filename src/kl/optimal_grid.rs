@@ -32,7 +32,7 @@ use crate::process::discrete::{DiscreteSchedule, ScheduleFile, Timesteps};
 use crate::process::schedule::{Grid, Schedule, ScheduleError};
 use crate::quadrature::Estimate;
 
-use super::local_error::{term_order, DensityPoint};
+use super::local_error::{clock_grid, term_order, DensityPoint};
 use super::path_kl::{path_kl_grids, PathKlError, PathKlParams};
 
 /// Parameters of the descent.
@@ -127,28 +127,6 @@ const OMEGA: f64 = 1.7;
 /// The golden ratio's conjugate `(sqrt 5 - 1) / 2`.
 const PHI: f64 = 0.618_033_988_749_894_8;
 
-/// `ln abar(u)` on the reference clock.
-fn at(schedule: &Schedule, early_stop: f64, u: f64) -> Result<f64, PathKlError> {
-    schedule
-        .ln_abar_at(u, early_stop)
-        .ok_or(PathKlError::Schedule(ScheduleError::InvalidParameter {
-        name: "schedule",
-        value: u,
-        reason:
-            "optimal grids need a continuous reference schedule (vp-linear, cosine, snr-uniform)",
-    }))
-}
-
-fn grid_of(schedule: &Schedule, early_stop: f64, u: &[f64]) -> Result<Grid, PathKlError> {
-    Ok(Grid {
-        times: u.to_vec(),
-        ln_abar: u
-            .iter()
-            .map(|&v| at(schedule, early_stop, v))
-            .collect::<Result<_, _>>()?,
-    })
-}
-
 /// `S_f` of one grid.
 fn step_sum(q0: &Mixture, grid: Grid, params: &PathKlParams) -> Result<Estimate, PathKlError> {
     let r = path_kl_grids(q0, &[grid], params, &|_, _| {})?;
@@ -239,7 +217,7 @@ fn newton_step(
     // Per interior point: its two terms at u_i - h, u_i, u_i + h (two-step grids).
     for i in 1..n {
         for x in [u[i] - h[i - 1], u[i], u[i] + h[i - 1]] {
-            grids.push(grid_of(schedule, early_stop, &[u[i - 1], x, u[i + 1]])?);
+            grids.push(clock_grid(schedule, early_stop, &[u[i - 1], x, u[i + 1]])?);
         }
     }
     // Per neighbouring pair (i, i + 1): their shared term at (u_i +- h_i, u_{i+1} +- h_{i+1}).
@@ -247,7 +225,7 @@ fn newton_step(
         for (a, b) in [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)] {
             let x = u[i] + a * h[i - 1];
             let y = u[i + 1] + b * h[i];
-            grids.push(grid_of(schedule, early_stop, &[x, y])?);
+            grids.push(clock_grid(schedule, early_stop, &[x, y])?);
         }
     }
     let r = path_kl_grids(q0, &grids, one, &|_, _| {})?;
@@ -303,7 +281,7 @@ fn newton_step(
         for k in 0..m {
             next[k + 1] += scale * d[k];
         }
-        let now = step_sum(q0, grid_of(schedule, early_stop, &next)?, one)?;
+        let now = step_sum(q0, clock_grid(schedule, early_stop, &next)?, one)?;
         if now.value < s_now {
             return Ok(Some((next, now)));
         }
@@ -344,7 +322,7 @@ pub fn optimal_grid(
     };
     let reference = step_sum(q0, schedule.grid(steps, early_stop)?, &one)?;
     let mut u = asymptotic_grid(densities, family, steps);
-    let s_start = step_sum(q0, grid_of(schedule, early_stop, &u)?, &one)?;
+    let s_start = step_sum(q0, clock_grid(schedule, early_stop, &u)?, &one)?;
     let mut s = s_start;
     for _ in 0..opt.newton {
         match newton_step(q0, schedule, early_stop, &u, s.value, &one)? {
@@ -375,7 +353,7 @@ pub fn optimal_grid(
                 let grids: Vec<Grid> = idx
                     .iter()
                     .zip(x)
-                    .map(|(&i, &xi)| grid_of(schedule, early_stop, &[u[i - 1], xi, u[i + 1]]))
+                    .map(|(&i, &xi)| clock_grid(schedule, early_stop, &[u[i - 1], xi, u[i + 1]]))
                     .collect::<Result<_, _>>()?;
                 let r = path_kl_grids(q0, &grids, &one, &|_, _| {})?;
                 Ok(r.rows.iter().map(|row| row.s.value).collect())
@@ -448,17 +426,14 @@ pub fn optimal_grid(
             }
         }
         sweeps += 1;
-        let now = step_sum(q0, grid_of(schedule, early_stop, &u)?, &one)?;
+        let now = step_sum(q0, clock_grid(schedule, early_stop, &u)?, &one)?;
         let gain = (s.value - now.value) / s.value;
         s = now;
         if gain < opt.tol {
             break;
         }
     }
-    let ln_abar = u
-        .iter()
-        .map(|&v| at(schedule, early_stop, v))
-        .collect::<Result<_, _>>()?;
+    let ln_abar = clock_grid(schedule, early_stop, &u)?.ln_abar;
     Ok(OptimalGrid {
         family,
         steps,

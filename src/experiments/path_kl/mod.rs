@@ -650,7 +650,7 @@ impl StudyKind for PathKlStudy {
             if let Some(last) = cells.last() {
                 figures.push((
                     "_steps".to_string(),
-                    Figure::Plot(self.steps_figure(&label, &schedule, &names[..n_core], last)),
+                    Figure::Plot(self.steps_figure(&label, &schedule, &fams.core, last)),
                 ));
             }
         }

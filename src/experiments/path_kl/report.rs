@@ -173,17 +173,14 @@ impl PathKlStudy {
         &self,
         label: &str,
         schedule: &Schedule,
-        names: &[String],
+        families: &[Family],
         cell: &Cell,
     ) -> Plot {
         let t = cell.t as f64;
         let mut series = Vec::new();
-        for name in names {
-            let p = Family::parse_list(name)
-                .ok()
-                .and_then(|f| f.first().copied())
-                .map_or(2, term_order);
-            let rows: Vec<_> = cell.steps.iter().filter(|r| &r.family == name).collect();
+        for &fam in families {
+            let (name, p) = (fam.name(), term_order(fam));
+            let rows: Vec<_> = cell.steps.iter().filter(|r| r.family == name).collect();
             let scale = t.powi(p);
             series.push(
                 Series::new(

@@ -421,12 +421,15 @@ pub fn path_kl_grids(
     } else {
         (ErrorModel::Replicates, params.qmc.shifts.max(2))
     };
+    // H(q_t) per slot by time, looked up once per grid end (and per step with `per_step`).
+    let entropies: BTreeMap<u64, &Vec<f64>> = results
+        .iter()
+        .filter_map(|r| r.entropy.as_ref().map(|h| (key(r.ln_abar), h)))
+        .collect();
     let entropy_at = |ln: f64| -> Vec<f64> {
-        results
-            .iter()
-            .find(|r| key(r.ln_abar) == key(ln))
-            .and_then(|r| r.entropy.clone())
-            .unwrap_or_else(|| vec![f64::NAN; slots])
+        entropies
+            .get(&key(ln))
+            .map_or_else(|| vec![f64::NAN; slots], |h| (*h).clone())
     };
     let nf = params.families.len();
     let mut full: Vec<Vec<NeumaierSum>> = vec![vec![NeumaierSum::new(); slots]; grids.len()];
@@ -563,53 +566,52 @@ fn step_rows(
         }
     }
     uses.sort_by_key(|&(g, i, ..)| (g, i));
+    // The S_full part of each step (the same for every family): its slots, its estimate and
+    // the size of its parts for the round-off floor.
+    let fulls: Vec<(Vec<f64>, Estimate, f64)> = uses
+        .iter()
+        .map(|&(_, _, ln_t, u, step)| {
+            let half_ln = 0.5 * dim as f64 * (step.ln_abar_s - ln_t);
+            let (slots_full, telescoped) = if route_a {
+                let (h_s, h_t) = (entropy_at(step.ln_abar_s), entropy_at(ln_t));
+                (
+                    (0..slots)
+                        .map(|k| u.full[k] + half_ln + h_t[k] - h_s[k])
+                        .collect(),
+                    half_ln.abs() + h_t[slots - 1].abs() + h_s[slots - 1].abs(),
+                )
+            } else {
+                (u.full.clone(), 0.0)
+            };
+            let mut full = model.combine(&slots_full);
+            full.err += ROUNDOFF_FLOOR * (u.full_abs + telescoped) + u.inner_err;
+            (slots_full, full, u.full_abs + telescoped)
+        })
+        .collect();
     let mut rows = Vec::with_capacity(params.families.len() * uses.len());
     for (f, fam) in params.families.iter().enumerate() {
-        for &(g, i, ln_t, u, step) in &uses {
-            let ln_s = step.ln_abar_s;
-            let half_ln = 0.5 * dim as f64 * (ln_s - ln_t);
-            let (h_s, h_t) = if route_a {
-                (entropy_at(ln_s), entropy_at(ln_t))
-            } else {
-                (vec![0.0; slots], vec![0.0; slots])
-            };
-            let full_slots: Vec<f64> = (0..slots)
-                .map(|k| {
-                    if route_a {
-                        u.full[k] + half_ln + h_t[k] - h_s[k]
-                    } else {
-                        u.full[k]
-                    }
-                })
-                .collect();
+        for (&(g, i, ln_t, u, step), (full_slots, full, full_floor)) in uses.iter().zip(&fulls) {
             let offset_slots = &u.offsets[f];
             let term_slots: Vec<f64> = full_slots
                 .iter()
                 .zip(offset_slots)
                 .map(|(a, b)| a + b)
                 .collect();
-            let telescoped = if route_a {
-                half_ln.abs() + h_t[slots - 1].abs() + h_s[slots - 1].abs()
-            } else {
-                0.0
-            };
-            let mut full = model.combine(&full_slots);
-            full.err += ROUNDOFF_FLOOR * (u.full_abs + telescoped) + u.inner_err;
             let mut offset = model.combine(offset_slots);
             // A sum of non-negative node values (plus the isotropic families' cancelled parts).
             offset.err += ROUNDOFF_FLOOR * (offset.value.abs() + u.offsets_abs[f]);
             let mut term = model.combine(&term_slots);
-            term.err += ROUNDOFF_FLOOR * (u.full_abs + telescoped + u.offsets_abs[f]) + u.inner_err;
+            term.err += ROUNDOFF_FLOOR * (full_floor + u.offsets_abs[f]) + u.inner_err;
             rows.push(StepRow {
                 family: *fam,
                 steps: grids[g].steps(),
                 index: i,
                 time_s: grids[g].times[step.s],
                 time_t: grids[g].times[i],
-                ln_abar_s: ln_s,
+                ln_abar_s: step.ln_abar_s,
                 ln_abar_t: ln_t,
                 term,
-                full,
+                full: *full,
                 offset,
             });
         }
